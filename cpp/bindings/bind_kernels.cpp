@@ -1,0 +1,84 @@
+// Kernel entry points, exposed for the tests that hold every backend to the NumPy reference.
+#include "common.hpp"
+#include "mixllm/kernels.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace {
+
+std::size_t square_side(const darray& M) {
+    require(M.ndim() == 2 && M.shape(0) == M.shape(1), "M must be a square 2-d array");
+    return static_cast<std::size_t>(M.shape(0));
+}
+
+}  // namespace
+
+void bind_kernels(py::module_& m) {
+    m.def("simd_backend", [] { return std::string(mixllm::kernels().name); },
+          "Name of the kernel table in use: 'scalar', 'avx2' or 'avx512'.");
+    m.def("available_backends", &mixllm::available_backends,
+          "Backends this CPU can run, 'scalar' first and the best last.");
+    m.def("set_simd_backend", [](const std::string& name) {
+        try {
+            mixllm::set_backend(name);
+        } catch (const std::invalid_argument& e) {
+            throw py::value_error(e.what());
+        }
+    }, py::arg("name"), "Force a kernel table by name (ValueError if unavailable).");
+
+    m.def("k_dot", [](const darray& a, const darray& b) {
+        require(a.ndim() == 1 && b.ndim() == 1 && a.shape(0) == b.shape(0),
+                "a and b must be 1-d arrays of equal length");
+        const std::size_t n = static_cast<std::size_t>(a.shape(0));
+        py::gil_scoped_release nogil;
+        return mixllm::kernels().dot(a.data(), b.data(), n);
+    }, py::arg("a"), py::arg("b"));
+
+    m.def("k_gemv", [](const darray& M, const darray& x) {
+        const std::size_t n = square_side(M);
+        require_shape(x, {n}, "x");
+        darray y(static_cast<py::ssize_t>(n));
+        double* py_ = y.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            mixllm::kernels().gemv(M.data(), x.data(), py_, n);
+        }
+        return y;
+    }, py::arg("M"), py::arg("x"));
+
+    m.def("k_quad", [](const darray& M, const darray& x) {
+        const std::size_t n = square_side(M);
+        require_shape(x, {n}, "x");
+        py::gil_scoped_release nogil;
+        return mixllm::kernels().quad(M.data(), x.data(), n);
+    }, py::arg("M"), py::arg("x"));
+
+    m.def("k_syr", [](const darray& M, const darray& u, double c) {
+        const std::size_t n = square_side(M);
+        require_shape(u, {n}, "u");
+        // The kernel works in place; a copy keeps the caller's array unchanged.
+        darray res({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(n)});
+        double* p = res.mutable_data();
+        std::copy(M.data(), M.data() + n * n, p);
+        {
+            py::gil_scoped_release nogil;
+            mixllm::kernels().syr(p, u.data(), c, n);
+        }
+        return res;
+    }, py::arg("M"), py::arg("u"), py::arg("c"));
+
+    m.def("k_quad_batch", [](const darray& M, const darray& X) {
+        const std::size_t n = square_side(M);
+        require(X.ndim() == 2 && static_cast<std::size_t>(X.shape(1)) == n,
+                "X must be 2-d with as many columns as M");
+        const std::size_t B = static_cast<std::size_t>(X.shape(0));
+        darray out(static_cast<py::ssize_t>(B));
+        double* po = out.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            mixllm::kernels().quad_batch(M.data(), X.data(), B, n, po);
+        }
+        return out;
+    }, py::arg("M"), py::arg("X"));
+}

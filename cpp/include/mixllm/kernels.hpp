@@ -1,0 +1,45 @@
+// Raw-pointer float64 kernels, one implementation per instruction set.
+//
+// Every kernel exists in scalar.cpp (the oracle), avx2.cpp and avx512.cpp; the table for the
+// running CPU is chosen once (select_kernels) and can be forced with MIXLLM_SIMD.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace mixllm {
+
+struct Kernels {
+    const char* name;
+    // sum_i a[i] * b[i]
+    double (*dot)(const double* a, const double* b, std::size_t n);
+    // y = M x, M row-major n x n
+    void (*gemv)(const double* M, const double* x, double* y, std::size_t n);
+    // x^T M x, M row-major n x n
+    double (*quad)(const double* M, const double* x, std::size_t n);
+    // M += c * u u^T, M row-major n x n
+    void (*syr)(double* M, const double* u, double c, std::size_t n);
+    // out[b] = x_b^T M x_b for the B rows of X (row-major B x n); M is streamed once per
+    // block of queries, which makes the batch path a blocked matrix product X M fused with the
+    // row-wise dot against X.
+    void (*quad_batch)(const double* M, const double* X, std::size_t B, std::size_t n,
+                       double* out);
+};
+
+const Kernels& scalar_kernels();
+#if defined(MIXLLM_HAVE_X86_KERNELS)
+const Kernels& avx2_kernels();
+const Kernels& avx512_kernels();
+#endif
+
+// Names of the backends this CPU can run, best last ("scalar" always first).
+std::vector<std::string> available_backends();
+
+// The active table. Chosen at first use: MIXLLM_SIMD if set (and available), else the best.
+const Kernels& kernels();
+
+// Force a backend by name; throws std::invalid_argument for an unknown or unavailable name.
+void set_backend(const std::string& name);
+
+}  // namespace mixllm

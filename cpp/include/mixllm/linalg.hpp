@@ -1,0 +1,13 @@
+// Dense symmetric positive-definite helpers used to re-anchor the Sherman-Morrison inverse.
+#pragma once
+
+#include <cstddef>
+
+namespace mixllm {
+
+// Ainv = A^{-1} for a symmetric positive-definite A (row-major n x n), via Cholesky
+// A = L L^T and Ainv = L^{-T} L^{-1}. `work` must hold 2 * n * n doubles.
+// Returns false (and leaves Ainv untouched) if A is not numerically positive definite.
+bool spd_inverse(const double* A, double* Ainv, std::size_t n, double* work);
+
+}  // namespace mixllm

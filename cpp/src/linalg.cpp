@@ -1,0 +1,49 @@
+// Exact SPD inverse for re-anchoring: A = L L^T (Cholesky, row-major, lower), then the rows of
+// U = L^{-T} (= columns of L^{-1}) by forward substitution, then Ainv_ij = sum_{k>=max(i,j)}
+// U_ik U_jk. All inner loops are contiguous dot products, so they run on the active kernels.
+#include "mixllm/linalg.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "mixllm/kernels.hpp"
+
+namespace mixllm {
+
+bool spd_inverse(const double* A, double* Ainv, std::size_t n, double* work) {
+    const Kernels& K = kernels();
+    double* L = work;          // lower triangle used
+    double* U = work + n * n;  // row j holds column j of L^{-1}, non-zero from index j on
+    for (std::size_t i = 0; i < n; ++i) {
+        double* Li = L + i * n;
+        for (std::size_t j = 0; j < i; ++j) {
+            const double* Lj = L + j * n;
+            Li[j] = (A[i * n + j] - K.dot(Li, Lj, j)) / Lj[j];
+        }
+        const double d = A[i * n + i] - K.dot(Li, Li, i);
+        if (!(d > 0.0) || !std::isfinite(d)) return false;
+        Li[i] = std::sqrt(d);
+    }
+    // Column j of L^{-1}: solve L y = e_j; y_i = 0 for i < j.
+    for (std::size_t j = 0; j < n; ++j) {
+        double* y = U + j * n;
+        std::fill(y, y + j, 0.0);
+        for (std::size_t i = j; i < n; ++i) {
+            const double* Li = L + i * n;
+            const double rhs = (i == j ? 1.0 : 0.0) - K.dot(Li + j, y + j, i - j);
+            y[i] = rhs / Li[i];
+        }
+    }
+    // Ainv = L^{-T} L^{-1}: entry (i, j) is the dot of columns i and j of L^{-1}.
+    for (std::size_t i = 0; i < n; ++i) {
+        for (std::size_t j = i; j < n; ++j) {
+            const std::size_t k0 = j;  // both columns vanish above max(i, j) = j
+            const double v = K.dot(U + i * n + k0, U + j * n + k0, n - k0);
+            Ainv[i * n + j] = v;
+            Ainv[j * n + i] = v;
+        }
+    }
+    return true;
+}
+
+}  // namespace mixllm

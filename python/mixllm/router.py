@@ -1,0 +1,555 @@
+"""The MixLLM router: per-LLM quality and length predictors, and the meta-decision maker.
+
+Score of LLM ``k`` for a query embedding ``x`` with ``n_in`` input tokens (the exact formula
+the native core and :mod:`mixllm._reference` compute)::
+
+    q_k     = theta_k[quality] . z                      predicted quality
+    len_k   = expm1(clip(theta_k[log_tokens] . z, 0, 20))  predicted output tokens
+    cost_k  = (n_in * input_price_k + len_k * output_price_k) / 1e6     USD
+    bonus_k = sqrt(z^T A_k^{-1} z)                      LinUCB uncertainty
+    pen_k   = expm1(wait_k / tau)                       latency penalty, 0 when tau = inf
+    score_k = q_k - cost_k / lam + alpha * bonus_k - beta * pen_k
+
+where ``z`` is ``x`` with a trailing 1 when ``fit_intercept`` is set, ``A_k = ridge * I +
+sum z z^T`` over the queries LLM ``k`` was observed on, and ``lam`` (USD per unit of quality)
+is the willingness to pay: ``lam = inf`` routes on quality alone, a small ``lam`` on cost. The
+decision is the first LLM with the largest score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _core, _reference
+
+__all__ = ["LLM", "Decision", "Router", "StateError"]
+
+FORMAT = "mixllm-router"
+FORMAT_VERSION = 1
+_TERMS = ("quality", "output_tokens", "cost", "bonus", "penalty", "score")
+
+
+class StateError(ValueError):
+    """A saved router file is missing, of another format or version, or corrupted."""
+
+
+@dataclass(frozen=True)
+class LLM:
+    """One LLM of the pool.
+
+    Parameters
+    ----------
+    name : str
+        Unique name, e.g. ``"gpt-4-1106-preview"``.
+    input_price, output_price : float
+        USD per one million input / output tokens (>= 0).
+    ttft_s : float
+        Time to first token in seconds (latency profile, >= 0).
+    tokens_per_s : float
+        Generation speed in output tokens per second (> 0).
+    slots : int
+        Requests the LLM serves concurrently (>= 1).
+    """
+
+    name: str
+    input_price: float
+    output_price: float
+    ttft_s: float = 0.5
+    tokens_per_s: float = 50.0
+    slots: int = 8
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"LLM name must be a non-empty string, got {self.name!r}")
+        for field_name in ("input_price", "output_price", "ttft_s"):
+            v = getattr(self, field_name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{field_name} of '{self.name}' must be a finite number >= 0, got {v!r}")
+        if isinstance(self.tokens_per_s, bool) or not isinstance(self.tokens_per_s, (int, float)) \
+                or not math.isfinite(self.tokens_per_s) or self.tokens_per_s <= 0:
+            raise ValueError(f"tokens_per_s of '{self.name}' must be finite and > 0")
+        if isinstance(self.slots, bool) or not isinstance(self.slots, int) or self.slots < 1:
+            raise ValueError(f"slots of '{self.name}' must be an integer >= 1")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One routing decision and the terms behind it (arrays aligned with ``names``)."""
+
+    llm: str
+    index: int
+    names: tuple[str, ...]
+    quality: np.ndarray
+    output_tokens: np.ndarray
+    cost: np.ndarray
+    bonus: np.ndarray
+    penalty: np.ndarray
+    score: np.ndarray
+
+    def as_dict(self) -> dict[str, Any]:
+        """The decision as plain Python types, one entry per LLM."""
+        return {
+            "llm": self.llm,
+            "index": self.index,
+            "terms": {
+                n: {t: float(getattr(self, t)[k]) for t in _TERMS} for k, n in enumerate(self.names)
+            },
+        }
+
+
+def _check_scalar(name: str, v: Any, *, low: float = -math.inf, allow_inf: bool = False,
+                  strict: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {type(v).__name__}")
+    v = float(v)
+    if math.isnan(v) or (math.isinf(v) and not allow_inf):
+        raise ValueError(f"{name} must be finite, got {v}")
+    if v < low or (strict and v == low):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {v}")
+    return v
+
+
+def _as_float_array(a: Any, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # noqa: BLE001 - anything numpy cannot take is a bad input
+        raise ValueError(f"{name} is not array-like: {exc}") from exc
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be real, got dtype {arr.dtype}")
+    return arr.astype(np.float64, copy=True)
+
+
+class Router:
+    """MixLLM router over a pool of LLMs (see the module docstring for the score).
+
+    Parameters
+    ----------
+    pool : sequence of LLM
+        The LLMs, with unique names. At least one.
+    dim : int
+        Dimension of the query embeddings.
+    alpha : float
+        Weight of the LinUCB uncertainty bonus (>= 0).
+    beta : float
+        Weight of the latency penalty (>= 0).
+    tau : float
+        Waiting-time tolerance in seconds (> 0; ``inf`` disables the penalty).
+    ridge : float
+        Ridge strength of every LLM's regression (> 0).
+    lam : float
+        Default willingness to pay, USD per unit of quality (> 0, ``inf`` allowed).
+    fit_intercept : bool
+        Append a constant 1 to every embedding.
+    cold_ridge : float or None
+        Prior strength of an LLM added later (defaults to ``ridge``); the smaller, the larger
+        its initial bonus and the faster its prior is overridden.
+    refactor_every : int
+        Exact refactorisation of an LLM's inverse after this many rank-1 updates.
+    engine : {"native", "reference"}
+        The C++ core, or the float64 NumPy specification (slow; for checking).
+
+    Notes
+    -----
+    Routing is deterministic: ties go to the first LLM in pool order.
+    All methods are safe to call from several threads: scoring runs under a shared lock,
+    updates and pool changes under an exclusive one, inside the engine.
+    """
+
+    def __init__(self, pool: Sequence[LLM], dim: int, *, alpha: float = 0.0, beta: float = 0.0,
+                 tau: float = math.inf, ridge: float = 1.0, lam: float = math.inf,
+                 fit_intercept: bool = True, cold_ridge: float | None = None,
+                 refactor_every: int = 4096, engine: str = "native") -> None:
+        pool = list(pool)
+        if not pool:
+            raise ValueError("the pool is empty: give at least one LLM")
+        for llm in pool:
+            if not isinstance(llm, LLM):
+                raise ValueError(f"pool entries must be LLM, got {type(llm).__name__}")
+        names = [llm.name for llm in pool]
+        if len(set(names)) != len(names):
+            raise ValueError(f"LLM names must be unique, got {names}")
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        if isinstance(refactor_every, bool) or not isinstance(refactor_every, (int, np.integer)) \
+                or refactor_every < 1:
+            raise ValueError(f"refactor_every must be a positive integer, got {refactor_every!r}")
+        if engine not in ("native", "reference"):
+            raise ValueError(f"engine must be 'native' or 'reference', got {engine!r}")
+        self.dim = int(dim)
+        self.alpha = _check_scalar("alpha", alpha, low=0.0)
+        self.beta = _check_scalar("beta", beta, low=0.0)
+        self.tau = _check_scalar("tau", tau, low=0.0, strict=True, allow_inf=True)
+        self.ridge = _check_scalar("ridge", ridge, low=0.0, strict=True)
+        self.lam = _check_scalar("lam", lam, low=0.0, strict=True, allow_inf=True)
+        self.cold_ridge = self.ridge if cold_ridge is None else _check_scalar(
+            "cold_ridge", cold_ridge, low=0.0, strict=True)
+        self.fit_intercept = bool(fit_intercept)
+        self.refactor_every = int(refactor_every)
+        self.engine = engine
+        self.metadata: dict[str, Any] = {}
+        self._llms: dict[str, LLM] = {}
+        self._membership = threading.Lock()
+        self._pool = self._new_pool()
+        for llm in pool:
+            self._pool.add_arm(llm.name, self.ridge, np.zeros((2, self._zdim)), llm.input_price,
+                               llm.output_price)
+            self._llms[llm.name] = llm
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def _zdim(self) -> int:
+        return self.dim + (1 if self.fit_intercept else 0)
+
+    def _new_pool(self):
+        if self.engine == "native":
+            return _core.Pool(self._zdim, 2, self.refactor_every)
+        return _reference.RefPool(self._zdim, 2, self.refactor_every)
+
+    def _features(self, X: Any, name: str = "X") -> np.ndarray:
+        arr = _as_float_array(X, name)
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise ValueError(f"{name} must have shape (n, {self.dim}), got {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or inf")
+        if self.fit_intercept:
+            arr = np.hstack([arr, np.ones((arr.shape[0], 1))])
+        return np.ascontiguousarray(arr)
+
+    def _feature(self, x: Any, name: str = "x") -> np.ndarray:
+        arr = _as_float_array(x, name)
+        if arr.shape != (self.dim,):
+            raise ValueError(f"{name} must have shape ({self.dim},), got {arr.shape}")
+        return self._features(arr[None, :], name)
+
+    def _tokens(self, n_in: Any, n: int, name: str = "input_tokens") -> np.ndarray:
+        arr = _as_float_array(n_in, name)
+        if arr.ndim == 0:
+            arr = np.full(n, float(arr))
+        if arr.shape != (n,):
+            raise ValueError(f"{name} must be a number or have shape ({n},), got {arr.shape}")
+        if not np.isfinite(arr).all() or (arr < 0).any():
+            raise ValueError(f"{name} must be finite and >= 0")
+        return arr
+
+    def _lam(self, lam: Any) -> float:
+        lam = self.lam if lam is None else _check_scalar("lam", lam, low=0.0, strict=True,
+                                                         allow_inf=True)
+        return 0.0 if math.isinf(lam) else 1.0 / lam
+
+    def _targets(self, quality: Any, output_tokens: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Observations per LLM in pool order: (n, K) quality and log1p tokens, NaN = unseen."""
+        names = self.names
+        cols_q, cols_t = [], []
+        for label, data, out in (("quality", quality, cols_q), ("output_tokens", output_tokens, cols_t)):
+            if isinstance(data, Mapping):
+                unknown = set(data) - set(names)
+                if unknown:
+                    raise KeyError(f"{label} names LLMs not in the pool: {sorted(unknown)}")
+                for nm in names:
+                    col = _as_float_array(data[nm], f"{label}[{nm!r}]") if nm in data \
+                        else np.full(n, np.nan)
+                    if col.shape != (n,):
+                        raise ValueError(f"{label}[{nm!r}] must have shape ({n},), got {col.shape}")
+                    out.append(col)
+            else:
+                arr = _as_float_array(data, label)
+                if arr.shape != (n, len(names)):
+                    raise ValueError(f"{label} must have shape ({n}, {len(names)}) in pool order "
+                                     f"{names}, or be a mapping name -> array; got {arr.shape}")
+                out.extend(arr.T)
+        q = np.stack(cols_q, axis=1)
+        t = np.stack(cols_t, axis=1)
+        if np.isinf(q).any() or np.isinf(t).any():
+            raise ValueError("quality and output_tokens must not contain inf (NaN = not observed)")
+        if (t[np.isfinite(t)] < 0).any():
+            raise ValueError("output_tokens must be >= 0")
+        return q, np.log1p(t)
+
+    # ------------------------------------------------------------------ pool
+    @property
+    def names(self) -> list[str]:
+        """LLM names in pool order (the order of every per-LLM array)."""
+        return list(self._pool.names())
+
+    @property
+    def llms(self) -> list[LLM]:
+        """The pool's LLMs, in pool order."""
+        return [self._llms[n] for n in self.names]
+
+    def n_observations(self) -> dict[str, int]:
+        """Observations (offline and online) each LLM's predictors have seen."""
+        return {n: int(self._pool.arm(n)["n_obs"]) for n in self.names}
+
+    def add_llm(self, llm: LLM, warm_start: str | np.ndarray | None = "pool") -> None:
+        """Add an LLM to the pool without touching the others.
+
+        Parameters
+        ----------
+        llm : LLM
+            The new LLM (its name must not be in the pool).
+        warm_start : "pool", str, ndarray or None
+            Prior for its predictors: ``"pool"`` the mean of the current LLMs' coefficients,
+            the name of an LLM to copy, a ``(2, dim[+1])`` coefficient array (quality,
+            log1p tokens), or ``None`` for zeros. The prior has strength ``cold_ridge``, so the
+            new LLM starts with a large bonus and learns from its first feedback.
+        """
+        if not isinstance(llm, LLM):
+            raise ValueError(f"llm must be an LLM, got {type(llm).__name__}")
+        with self._membership:
+            if llm.name in self._llms:
+                raise ValueError(f"LLM already in the pool: '{llm.name}'")
+            if warm_start is None:
+                theta0 = np.zeros((2, self._zdim))
+            elif isinstance(warm_start, str) and warm_start == "pool" and "pool" not in self._llms:
+                thetas = [self._pool.arm(n)["theta"] for n in self._pool.names()]
+                theta0 = np.mean(thetas, axis=0) if thetas else np.zeros((2, self._zdim))
+            elif isinstance(warm_start, str):
+                if warm_start not in self._llms:
+                    raise KeyError(f"warm_start names an unknown LLM: '{warm_start}'")
+                theta0 = self._pool.arm(warm_start)["theta"]
+            else:
+                theta0 = _as_float_array(warm_start, "warm_start")
+                if theta0.shape != (2, self._zdim) or not np.isfinite(theta0).all():
+                    raise ValueError(f"warm_start must be a finite (2, {self._zdim}) array")
+            self._pool.add_arm(llm.name, self.cold_ridge, np.ascontiguousarray(theta0),
+                               llm.input_price, llm.output_price)
+            self._llms[llm.name] = llm
+
+    def remove_llm(self, name: str) -> None:
+        """Remove an LLM: it is never chosen again and its state is dropped."""
+        with self._membership:
+            if name not in self._llms:
+                raise KeyError(f"unknown LLM: '{name}'")
+            if len(self._llms) == 1:
+                raise ValueError("cannot remove the last LLM: the pool would be empty")
+            self._pool.remove_arm(name)
+            del self._llms[name]
+
+    def set_waiting_time(self, name: str, seconds: float) -> None:
+        """Set an LLM's current expected waiting time (seconds), used by the latency penalty."""
+        seconds = _check_scalar("seconds", seconds, low=0.0)
+        if name not in self._llms:
+            raise KeyError(f"unknown LLM: '{name}'")
+        self._pool.set_wait(name, seconds)
+
+    # ------------------------------------------------------------------ learning
+    def fit(self, X: Any, quality: Any, output_tokens: Any) -> "Router":
+        """Fit every LLM's predictors offline, replacing what they had learned.
+
+        Parameters
+        ----------
+        X : array (n, dim)
+            Query embeddings.
+        quality, output_tokens : array (n, K) in pool order, or mapping name -> array (n,)
+            Observed response quality and output length; NaN where an LLM was not observed
+            (a row counts for an LLM only where both are observed).
+
+        Returns
+        -------
+        Router
+            ``self``.
+        """
+        Z = self._features(X)
+        q, lt = self._targets(quality, output_tokens, Z.shape[0])
+        names = self.names
+        fresh = self._new_pool()
+        eye = self.ridge * np.eye(self._zdim)
+        for k, name in enumerate(names):
+            seen = np.isfinite(q[:, k]) & np.isfinite(lt[:, k])
+            Zk = Z[seen]
+            Yk = np.stack([q[seen, k], lt[seen, k]], axis=1)
+            llm = self._llms[name]
+            fresh.add_arm_state(name, eye + Zk.T @ Zk, None, np.ascontiguousarray(Yk.T @ Zk),
+                                None, int(seen.sum()), 0, llm.input_price, llm.output_price)
+        with self._membership:
+            if self.names != names:
+                raise RuntimeError("the pool changed during fit; call fit again")
+            self._pool = fresh
+        return self
+
+    def partial_fit(self, X: Any, quality: Any, output_tokens: Any) -> "Router":
+        """Add a batch of observations to what the predictors know (exact, then refactored)."""
+        Z = self._features(X)
+        q, lt = self._targets(quality, output_tokens, Z.shape[0])
+        for k, name in enumerate(self.names):
+            seen = np.isfinite(q[:, k]) & np.isfinite(lt[:, k])
+            if seen.any():
+                Y = np.ascontiguousarray(np.stack([q[seen, k], lt[seen, k]], axis=1))
+                self._pool.update_batch(name, np.ascontiguousarray(Z[seen]), Y)
+        return self
+
+    def feedback(self, x: Any, llm: str, quality: float, output_tokens: float) -> None:
+        """Learn online from one observed response of ``llm`` to the query ``x``.
+
+        Parameters
+        ----------
+        x : array (dim,)
+            The query's embedding.
+        llm : str
+            The LLM that answered.
+        quality : float
+            Observed quality (e.g. 0/1 correctness, a judge's score, or a thumbs signal).
+        output_tokens : float
+            Observed response length in tokens (>= 0).
+        """
+        z = self._feature(x)[0]
+        quality = _check_scalar("quality", quality)
+        output_tokens = _check_scalar("output_tokens", output_tokens, low=0.0)
+        if llm not in self._llms:
+            raise KeyError(f"unknown LLM: '{llm}'")
+        self._pool.update(llm, z, np.array([quality, math.log1p(output_tokens)]))
+
+    def refactor(self) -> None:
+        """Recompute every inverse exactly (re-anchors Sherman-Morrison drift)."""
+        self._pool.refactor(None)
+
+    # ------------------------------------------------------------------ routing
+    def predict(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predicted quality, output tokens and uncertainty bonus, each (n, K) in pool order."""
+        Z = self._features(X)
+        means, bonus, _ = self._pool.predict(Z)
+        out_tok = np.expm1(np.clip(means[:, :, 1], 0.0, _reference.MAX_LOG_TOKENS))
+        return means[:, :, 0], out_tok, bonus
+
+    def route(self, x: Any, input_tokens: float, lam: float | None = None) -> Decision:
+        """Choose the LLM for one query and return the score terms behind the choice.
+
+        Parameters
+        ----------
+        x : array (dim,)
+            The query's embedding.
+        input_tokens : float
+            Tokens in the prompt (priced at each LLM's input price).
+        lam : float, optional
+            Willingness to pay, USD per unit of quality; defaults to the router's ``lam``.
+        """
+        z = self._feature(x)
+        n_in = self._tokens(input_tokens, 1)
+        inv_lam = self._lam(lam)
+        choice, terms, names = self._pool.score(z, n_in, inv_lam, self.alpha, self.beta, self.tau,
+                                                True)
+        k = int(choice[0])
+        t = terms[0]
+        return Decision(names[k], k, tuple(names), *(t[:, j].copy() for j in range(len(_TERMS))))
+
+    def route_batch(self, X: Any, input_tokens: Any, lam: float | None = None) -> np.ndarray:
+        """Choose an LLM for each row of ``X``; returns indices into :attr:`names`."""
+        Z = self._features(X)
+        n_in = self._tokens(input_tokens, Z.shape[0])
+        choice, _, _ = self._pool.score(Z, n_in, self._lam(lam), self.alpha, self.beta, self.tau,
+                                        False)
+        return choice
+
+    # ------------------------------------------------------------------ persistence
+    def _config(self) -> dict[str, Any]:
+        return {
+            "dim": self.dim, "alpha": self.alpha, "beta": self.beta, "tau": _jnum(self.tau),
+            "ridge": self.ridge, "lam": _jnum(self.lam), "fit_intercept": self.fit_intercept,
+            "cold_ridge": self.cold_ridge, "refactor_every": self.refactor_every,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the router to one file (``.npz`` arrays + JSON manifest, checksummed).
+
+        The file is written to a temporary name in the same folder, flushed to disk and
+        renamed over ``path``, so a crash leaves either the old file or the new one.
+        """
+        path = Path(path)
+        arrays: dict[str, np.ndarray] = {}
+        llms = []
+        for k, name in enumerate(self.names):
+            s = self._pool.arm(name)
+            for key in ("A", "Ainv", "b", "theta"):
+                arrays[f"{k}.{key}"] = s[key]
+            llms.append({**asdict(self._llms[name]), "n_obs": int(s["n_obs"]),
+                         "since_refactor": int(s["since_refactor"]), "wait": float(s["wait"])})
+        manifest = {
+            "format": FORMAT, "version": FORMAT_VERSION, "config": self._config(),
+            "llms": llms, "metadata": self.metadata,
+            "sha256": {k: hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
+                       for k, v in arrays.items()},
+        }
+        arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        folder = path.parent if str(path.parent) else Path(".")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(buf.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, engine: str = "native") -> "Router":
+        """Load a router saved by :meth:`save`; raises :class:`StateError` if the file is bad."""
+        try:
+            with np.load(Path(path), allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a bad state file
+            raise StateError(f"{path}: not a readable mixllm router file ({exc})") from exc
+        try:
+            manifest = json.loads(bytes(data.pop("manifest")).decode())
+        except Exception as exc:  # noqa: BLE001
+            raise StateError(f"{path}: missing or unreadable manifest ({exc})") from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise StateError(f"{path}: not a mixllm router file")
+        if manifest.get("version") != FORMAT_VERSION:
+            raise StateError(f"{path}: format version {manifest.get('version')!r} is not supported "
+                             f"(this mixllm reads version {FORMAT_VERSION})")
+        sums = manifest.get("sha256", {})
+        if set(sums) != set(data):
+            raise StateError(f"{path}: arrays do not match the manifest")
+        for key, arr in data.items():
+            if hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() != sums[key]:
+                raise StateError(f"{path}: checksum mismatch for array '{key}' (file corrupted)")
+        try:
+            cfg = manifest["config"]
+            llms = [LLM(**{f: e[f] for f in ("name", "input_price", "output_price", "ttft_s",
+                                              "tokens_per_s", "slots")})
+                    for e in manifest["llms"]]
+            router = cls(llms, cfg["dim"], alpha=cfg["alpha"], beta=cfg["beta"],
+                         tau=float(cfg["tau"]), ridge=cfg["ridge"], lam=float(cfg["lam"]),
+                         fit_intercept=cfg["fit_intercept"], cold_ridge=cfg["cold_ridge"],
+                         refactor_every=cfg["refactor_every"], engine=engine)
+            pool = router._new_pool()
+            for k, (llm, e) in enumerate(zip(llms, manifest["llms"])):
+                pool.add_arm_state(llm.name, data[f"{k}.A"], data[f"{k}.Ainv"], data[f"{k}.b"],
+                                   data[f"{k}.theta"], int(e["n_obs"]), int(e["since_refactor"]),
+                                   llm.input_price, llm.output_price)
+                pool.set_wait(llm.name, float(e.get("wait", 0.0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"{path}: invalid router state ({exc})") from exc
+        router._pool = pool
+        router.metadata = dict(manifest.get("metadata", {}))
+        return router
+
+
+def _jnum(v: float) -> float | str:
+    """JSON has no infinity: store it as a string that float() reads back."""
+    return "inf" if math.isinf(v) else v
