@@ -506,11 +506,10 @@ class Router:
     @classmethod
     def load(cls, path: str | os.PathLike, engine: str = "native") -> "Router":
         """Load a router saved by :meth:`save`; raises :class:`StateError` if the file is bad."""
+        raw = Path(path).read_bytes()  # FileNotFoundError passes through as it is
         try:
-            with np.load(Path(path), allow_pickle=False) as z:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
-        except FileNotFoundError:
-            raise
         except Exception as exc:  # noqa: BLE001 - any unreadable file is a bad state file
             raise StateError(f"{path}: not a readable mixllm router file ({exc})") from exc
         try:
