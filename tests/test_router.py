@@ -424,3 +424,46 @@ def test_concurrent_route_and_feedback_lose_nothing(rng):
     assert sum(counts.values()) == 50 * 4 + n_threads * per_thread
     for k, name in enumerate(router.names):
         assert counts[name] == 50 + n_threads * sum(1 for i in range(per_thread) if i % 4 == k)
+
+
+def test_weighted_feedback_equals_scaled_sufficient_statistics(rng):
+    dim = 5
+    a = Router(POOL, dim, engine="reference")
+    x = rng.normal(size=dim)
+    a.feedback(x, "gpt-4", 0.8, 40, weight=0.25)
+    s = a._pool.arm("gpt-4")
+    z = np.append(x, 1.0)
+    np.testing.assert_allclose(s["A"], np.eye(dim + 1) + 0.25 * np.outer(z, z), rtol=1e-12)
+    np.testing.assert_allclose(s["b"], 0.25 * np.outer([0.8, np.log1p(40)], z), rtol=1e-12)
+    with pytest.raises(ValueError):
+        a.feedback(x, "gpt-4", 0.8, 40, weight=0.0)
+
+
+def test_thumbs_feedback_is_a_weaker_thresholded_signal(rng):
+    dim = 3
+    strong, weak = Router(POOL, dim), Router(POOL, dim)
+    x = np.array([1.0, 0.0, 0.0])
+    for _ in range(3):
+        strong.feedback(x, "mixtral", 1.0, 50)
+        weak.feedback_thumbs(x, "mixtral", True, 50)
+    qs = strong.predict(x[None])[0][0, 2]
+    qw = weak.predict(x[None])[0][0, 2]
+    assert 0 < qw < qs < 1
+    weak.feedback_thumbs(x, "mixtral", False, 50)
+    assert weak.predict(x[None])[0][0, 2] < qw
+    with pytest.raises(ValueError):
+        weak.feedback_thumbs(x, "mixtral", "yes", 50)
+
+
+def test_clone_is_independent(rng):
+    dim = 4
+    router = Router(POOL, dim, alpha=0.2).fit(*_data(rng, 30, dim))
+    router.metadata["k"] = [1]
+    twin = router.clone()
+    X = rng.normal(size=(10, dim))
+    np.testing.assert_array_equal(twin.predict(X)[0], router.predict(X)[0])
+    twin.feedback(X[0], "gpt-4", 1.0, 10)
+    twin.add_llm(LLM("extra", 1, 1))
+    twin.metadata["k"].append(2)
+    assert "extra" not in router.names and router.metadata == {"k": [1]}
+    assert twin.n_observations()["gpt-4"] == router.n_observations()["gpt-4"] + 1

@@ -392,7 +392,8 @@ class Router:
                 self._pool.update_batch(name, np.ascontiguousarray(Z[seen]), Y)
         return self
 
-    def feedback(self, x: Any, llm: str, quality: float, output_tokens: float) -> None:
+    def feedback(self, x: Any, llm: str, quality: float, output_tokens: float,
+                 weight: float = 1.0) -> None:
         """Learn online from one observed response of ``llm`` to the query ``x``.
 
         Parameters
@@ -402,16 +403,34 @@ class Router:
         llm : str
             The LLM that answered.
         quality : float
-            Observed quality (e.g. 0/1 correctness, a judge's score, or a thumbs signal).
+            Observed quality (e.g. 0/1 correctness or a judge's score).
         output_tokens : float
             Observed response length in tokens (>= 0).
+        weight : float
+            Weight of this observation in the ridge regression (> 0): ``A += w z z^T`` and
+            ``b += w z y``. Below 1 for weaker signals such as thumbs.
         """
         z = self._feature(x)[0]
         quality = _check_scalar("quality", quality)
         output_tokens = _check_scalar("output_tokens", output_tokens, low=0.0)
+        weight = _check_scalar("weight", weight, low=0.0, strict=True)
         if llm not in self._llms:
             raise KeyError(f"unknown LLM: '{llm}'")
-        self._pool.update(llm, z, np.array([quality, math.log1p(output_tokens)]))
+        # A weighted rank-1 update is the plain one on sqrt(w) z and sqrt(w) y.
+        s = math.sqrt(weight)
+        self._pool.update(llm, s * z, s * np.array([quality, math.log1p(output_tokens)]))
+
+    def feedback_thumbs(self, x: Any, llm: str, up: bool, output_tokens: float, *,
+                        weight: float = 0.5, up_quality: float = 1.0,
+                        down_quality: float = 0.0) -> None:
+        """Learn from a thumbs up/down on ``llm``'s response: a weaker, thresholded signal.
+
+        The thumb becomes the quality ``up_quality`` or ``down_quality`` and is learned with
+        ``weight`` (see :meth:`feedback`); the response length is still observed exactly.
+        """
+        if not isinstance(up, (bool, np.bool_)):
+            raise ValueError(f"up must be a bool, got {type(up).__name__}")
+        self.feedback(x, llm, up_quality if up else down_quality, output_tokens, weight=weight)
 
     def refactor(self) -> None:
         """Recompute every inverse exactly (re-anchors Sherman-Morrison drift)."""
@@ -453,6 +472,23 @@ class Router:
         choice, _, _ = self._pool.score(Z, n_in, self._lam(lam), self.alpha, self.beta, self.tau,
                                         False)
         return choice
+
+    def clone(self) -> "Router":
+        """An independent deep copy (configuration, pool and learned state)."""
+        other = object.__new__(Router)
+        other.__dict__.update({k: v for k, v in self.__dict__.items()
+                               if k not in ("_pool", "_membership", "metadata", "_llms")})
+        other.metadata = json.loads(json.dumps(self.metadata))
+        other._llms = dict(self._llms)
+        other._membership = threading.Lock()
+        pool = other._new_pool()
+        for name in self.names:
+            s = self._pool.arm(name)
+            pool.add_arm_state(name, s["A"], s["Ainv"], s["b"], s["theta"], int(s["n_obs"]),
+                               int(s["since_refactor"]), s["input_price"], s["output_price"])
+            pool.set_wait(name, float(s["wait"]))
+        other._pool = pool
+        return other
 
     # ------------------------------------------------------------------ persistence
     def _config(self) -> dict[str, Any]:
