@@ -1,0 +1,270 @@
+"""Text in, decision out: the encoder, the prompt view, the tag transform and the router.
+
+:class:`TextRouter` is what ``mixllm fit`` saves and ``mixllm route`` loads. It owns the
+choices that turn a prompt into the router's features:
+
+* the *view* of the prompt that is embedded (``"last_block"`` by default: few-shot prompts put
+  the question actually asked in their last blank-line-separated block, and an encoder that
+  truncates a long prompt on the right would otherwise see only the worked examples);
+* the frozen encoder (:class:`mixllm.encoder.Encoder`);
+* the learned tag-enhanced transform (:class:`mixllm.tags.TagTransform`), switchable off;
+* the :class:`mixllm.router.Router` over the LLM pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._io import atomic_write
+from .router import LLM, Decision, Router
+from .tags import TagTransform, cluster_domains
+
+__all__ = ["PipelineConfig", "TextRouter", "prompt_view", "domain_labels", "VIEWS"]
+
+VIEWS = ("full", "last_block", "first_last")
+_FORMAT = "mixllm-text-router"
+_VERSION = 1
+
+
+def prompt_view(text: str, view: str = "last_block") -> str:
+    """The part of a prompt that is embedded.
+
+    ``"full"``: the whole prompt. ``"last_block"``: its last non-empty blank-line-separated
+    block (the whole prompt when it has one block). ``"first_last"``: the first and the last
+    block joined by a blank line (the task's framing and the question).
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"prompt must be str, got {type(text).__name__}")
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+    if view == "full":
+        return text
+    blocks = [b.strip() for b in text.replace("\r\n", "\n").split("\n\n") if b.strip()]
+    if not blocks:
+        return text.strip()
+    if view == "last_block" or len(blocks) == 1:
+        return blocks[-1]
+    return blocks[0] + "\n\n" + blocks[-1]
+
+
+def domain_labels(task: Sequence[str], tags: Sequence[Sequence[str]] | None = None
+                  ) -> np.ndarray | None:
+    """One domain per prompt: its task, else its first tag; ``None`` if nothing is tagged."""
+    out = []
+    for i, t in enumerate(task):
+        if t:
+            out.append(str(t))
+        elif tags is not None and len(tags[i]) > 0:
+            out.append(str(tags[i][0]))
+        else:
+            out.append("")
+    if all(o == "" for o in out):
+        return None
+    return np.array([o if o else "untagged" for o in out])
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How prompts become features and how the router scores them.
+
+    Parameters
+    ----------
+    view : {"full", "last_block", "first_last"}
+        Part of the prompt that is embedded (see :func:`prompt_view`).
+    tags : bool
+        Use the tag-enhanced transform; ``False`` feeds the raw embedding to the router.
+    tag_rank, centroid_dims, keep_embedding, tag_alpha :
+        :class:`~mixllm.tags.TagTransform` settings.
+    n_clusters : int
+        Domains made by k-means when the training data carries no task or tags.
+    alpha, beta, tau, ridge, lam, cold_ridge :
+        :class:`~mixllm.router.Router` settings.
+    """
+
+    view: str = "last_block"
+    tags: bool = True
+    tag_rank: int = 4
+    centroid_dims: int = 0
+    keep_embedding: bool = False
+    tag_alpha: float = 10.0
+    n_clusters: int = 20
+    alpha: float = 0.0
+    beta: float = 0.0
+    tau: float = math.inf
+    ridge: float = 1.0
+    lam: float = math.inf
+    cold_ridge: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.view not in VIEWS:
+            raise ValueError(f"view must be one of {VIEWS}, got {self.view!r}")
+        if isinstance(self.n_clusters, bool) or not isinstance(self.n_clusters, int) \
+                or self.n_clusters < 1:
+            raise ValueError(f"n_clusters must be an int >= 1, got {self.n_clusters!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: ("inf" if isinstance(v, float) and math.isinf(v) else v)
+                for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "PipelineConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown pipeline settings: {sorted(unknown)}")
+        return cls(**{k: (float(v) if k in ("tau", "lam") else v) for k, v in d.items()})
+
+
+@dataclass
+class TextRouter:
+    """Encoder + view + tag transform + router: route raw prompt text.
+
+    Build one with :meth:`fit_data` (or :meth:`fit` on precomputed embeddings), use
+    :meth:`route` / :meth:`feedback` on text, and :meth:`save` / :meth:`load` a folder.
+    """
+
+    pool: list[LLM]
+    config: PipelineConfig = field(default_factory=PipelineConfig)
+    encoder: Any = None
+    transform: TagTransform | None = None
+    router: Router | None = None
+
+    def _encoder(self):
+        if self.encoder is None:
+            from .encoder import Encoder
+
+            self.encoder = Encoder()
+        return self.encoder
+
+    def embed(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Embeddings of the configured view of each prompt, (n, dim) float32."""
+        texts = [prompt_view(p, self.config.view) for p in prompts]
+        return self._encoder().encode(texts, progress=progress)
+
+    def features(self, E: np.ndarray) -> np.ndarray:
+        """Router features for embeddings ``E``."""
+        if self.transform is None:
+            return np.asarray(E, dtype=np.float64)
+        return self.transform.transform(E)
+
+    def fit(self, E: np.ndarray, quality: np.ndarray, output_tokens: np.ndarray,
+            domains: Sequence[str] | None) -> "TextRouter":
+        """Fit the transform and the router on embeddings and per-LLM observations.
+
+        ``quality`` and ``output_tokens`` are (n, K) in :attr:`pool` order (NaN = unseen);
+        ``domains`` labels each prompt (``None``: k-means clusters when tags are on).
+        """
+        cfg = self.config
+        E = np.asarray(E, dtype=np.float64)
+        if cfg.tags:
+            if domains is None:
+                domains = cluster_domains(E, min(cfg.n_clusters, len(E)))
+            self.transform = TagTransform(rank=cfg.tag_rank, centroid_dims=cfg.centroid_dims,
+                                          keep_embedding=cfg.keep_embedding,
+                                          alpha=cfg.tag_alpha)
+            F = self.transform.fit_transform(E, domains, quality)
+        else:
+            self.transform = None
+            F = E
+        self.router = Router(self.pool, F.shape[1], alpha=cfg.alpha, beta=cfg.beta, tau=cfg.tau,
+                             ridge=cfg.ridge, lam=cfg.lam, cold_ridge=cfg.cold_ridge)
+        self.router.fit(F, quality, output_tokens)
+        return self
+
+    def fit_data(self, data: Any, progress: bool = False) -> "TextRouter":
+        """Fit on a :class:`mixllm.data.RoutingData` whose models cover :attr:`pool`."""
+        cols = [data.models.index(m.name) for m in self.pool]
+        E = self.embed(data.prompts, progress=progress)
+        return self.fit(E, data.quality[:, cols], data.output_tokens[:, cols],
+                        domain_labels(data.task, data.tags))
+
+    def _require(self) -> Router:
+        if self.router is None:
+            raise ValueError("TextRouter is not fitted")
+        return self.router
+
+    def input_tokens(self, prompt: str) -> float:
+        """Prompt tokens as mixllm counts them (the encoder's tokenizer, no truncation)."""
+        return float(self._encoder().count_tokens([prompt])[0])
+
+    def route(self, prompt: str, lam: float | None = None,
+              input_tokens: float | None = None) -> Decision:
+        """Route one prompt; ``input_tokens`` defaults to :meth:`input_tokens`."""
+        router = self._require()
+        x = self.features(self.embed([prompt]))[0]
+        n_in = self.input_tokens(prompt) if input_tokens is None else input_tokens
+        return router.route(x, n_in, lam=lam)
+
+    def feedback(self, prompt: str, llm: str, quality: float, output_tokens: float) -> None:
+        router = self._require()
+        router.feedback(self.features(self.embed([prompt]))[0], llm, quality, output_tokens)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder: str | os.PathLike) -> None:
+        """Save to a folder: ``router.npz``, ``transform.npz`` and ``manifest.json`` (with the
+        encoder's identity and the sha256 of the other two files; no pickle)."""
+        router = self._require()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        router.save(folder / "router.npz")
+        files = {"router.npz": hashlib.sha256((folder / "router.npz").read_bytes()).hexdigest()}
+        if self.transform is not None:
+            raw = self.transform.to_bytes()
+            atomic_write(folder / "transform.npz", raw)
+            files["transform.npz"] = hashlib.sha256(raw).hexdigest()
+        enc = self._encoder()
+        manifest = {
+            "format": _FORMAT, "version": _VERSION, "config": self.config.to_json(),
+            "encoder": {"identity": enc.identity, "max_length": enc.max_length,
+                        "default_model": _is_default(enc)},
+            "files": files,
+        }
+        atomic_write(folder / "manifest.json", json.dumps(manifest, indent=2).encode())
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, encoder: Any = None) -> "TextRouter":
+        """Load a folder written by :meth:`save`; the default encoder unless one is given
+        (its identity must match the one the router was trained with)."""
+        folder = Path(folder)
+        mpath = folder / "manifest.json"
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{mpath}: unreadable manifest ({exc})") from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT \
+                or manifest.get("version") != _VERSION:
+            raise ValueError(f"{mpath}: not a version-{_VERSION} mixllm text router")
+        for name, digest in manifest.get("files", {}).items():
+            raw = (folder / name).read_bytes()
+            if hashlib.sha256(raw).hexdigest() != digest:
+                raise ValueError(f"{folder / name}: checksum mismatch (file corrupted)")
+        router = Router.load(folder / "router.npz")
+        transform = None
+        if "transform.npz" in manifest["files"]:
+            transform = TagTransform.load(folder / "transform.npz")
+        if encoder is None:
+            from .encoder import Encoder
+
+            encoder = Encoder(max_length=int(manifest["encoder"]["max_length"]))
+        if encoder.identity != manifest["encoder"]["identity"]:
+            raise ValueError(f"{folder}: the router was trained with encoder "
+                             f"{manifest['encoder']['identity']}, not {encoder.identity}")
+        cfg = PipelineConfig.from_json(manifest["config"])
+        return cls(router.llms, cfg, encoder, transform, router)
+
+
+def _is_default(enc: Any) -> bool:
+    from . import encoder as encmod
+
+    return enc.model_sha256 == encmod.DEFAULT_MODEL_SHA256
