@@ -1,6 +1,8 @@
 // mixllm._core.Pool: the routing state. Shapes are checked here, with the GIL held; the work
 // runs without it and the Pool's own reader/writer lock orders concurrent calls.
 #include <algorithm>
+#include <cmath>
+#include <sstream>
 #include <stdexcept>
 
 #include "common.hpp"
@@ -36,7 +38,7 @@ darray to_array(const std::vector<double>& v, std::vector<py::ssize_t> shape) {
     return a;
 }
 
-py::dict arm_dict(const mixllm::ArmState& s, std::size_t d, std::size_t T) {
+py::dict arm_dict(const mixllm::ArmView& s, std::size_t d, std::size_t T) {
     const auto sd = static_cast<py::ssize_t>(d), sT = static_cast<py::ssize_t>(T);
     py::dict out;
     out["name"] = s.name;
@@ -49,7 +51,115 @@ py::dict arm_dict(const mixllm::ArmState& s, std::size_t d, std::size_t T) {
     out["wait"] = s.wait;
     out["n_obs"] = s.n_obs;
     out["since_refactor"] = s.since_refactor;
+    out["rank"] = s.rank;
     return out;
+}
+
+// A query from Python as z (length dim): x of length dim (or dim - 1 and a trailing 1 when
+// intercept), checked finite. The message matches the Python layer's.
+const double* query(const py::array& x_in, const Pool& p, bool intercept, const char* name,
+                    std::vector<double>& buf) {
+    const std::size_t d = p.dim(), want = intercept ? d - 1 : d;
+    darray x = darray::ensure(x_in);
+    if (!x) throw py::value_error(std::string(name) + " is not a numeric array");
+    if (x.ndim() != 1 || static_cast<std::size_t>(x.shape(0)) != want) {
+        std::string got = "(";
+        for (py::ssize_t j = 0; j < x.ndim(); ++j) got += std::to_string(x.shape(j)) + ",";
+        if (x.ndim() != 1 && x.ndim() != 0) got.pop_back();
+        got += ")";
+        throw py::value_error(std::string(name) + " must have shape (" + std::to_string(want) +
+                              ",), got " + got);
+    }
+    buf.resize(d);
+    const double* px = x.data();
+    for (std::size_t i = 0; i < want; ++i) {
+        if (!std::isfinite(px[i])) throw py::value_error(std::string(name) + " contains NaN or inf");
+        buf[i] = px[i];
+    }
+    if (intercept) buf[d - 1] = 1.0;
+    return buf.data();
+}
+
+std::string num(double v) {
+    std::ostringstream os;
+    os << v;
+    std::string s = os.str();
+    if (s.find_first_of(".eEni") == std::string::npos) s += ".0";  // Python's float repr
+    return s;
+}
+
+py::dict snapshot_dict(const mixllm::Snapshot& s, std::size_t d, std::size_t T) {
+    const auto sd = static_cast<py::ssize_t>(d), sT = static_cast<py::ssize_t>(T);
+    py::list bases, arms;
+    for (const auto& b : s.bases) {
+        py::dict e;
+        e["scalar"] = b.scalar;
+        e["A"] = to_array(b.A, {static_cast<py::ssize_t>(b.A.size())});
+        e["R"] = to_array(b.R, {static_cast<py::ssize_t>(b.R.size())});
+        bases.append(e);
+    }
+    for (std::size_t k = 0; k < s.arms.size(); ++k) {
+        const auto& a = s.arms[k];
+        const auto r = static_cast<py::ssize_t>(a.rank);
+        py::dict e;
+        e["name"] = a.name;
+        e["base"] = s.arm_base[k];
+        e["rank"] = a.rank;
+        e["U"] = to_array(a.U, {r, sd});
+        e["W"] = to_array(a.W, {r, sd});
+        e["Cinv"] = to_array(a.Cinv, {r, r});
+        e["b"] = to_array(a.b, {sT, sd});
+        e["beta"] = to_array(a.beta, {sT, sd});
+        e["omega"] = to_array(a.omega, {r, sT});
+        e["input_price"] = a.input_price;
+        e["output_price"] = a.output_price;
+        e["wait"] = a.wait;
+        e["n_obs"] = a.n_obs;
+        e["since_refactor"] = a.since_refactor;
+        arms.append(e);
+    }
+    py::dict out;
+    out["bases"] = bases;
+    out["arms"] = arms;
+    return out;
+}
+
+std::vector<double> vec(const py::handle& h, const char* what) {
+    darray a = darray::ensure(h);
+    if (!a) throw py::value_error(std::string("snapshot: ") + what + " is not an array");
+    return std::vector<double>(a.data(), a.data() + a.size());
+}
+
+mixllm::Snapshot snapshot_from(const py::dict& d) {
+    mixllm::Snapshot s;
+    for (const auto& h : d["bases"].cast<py::list>()) {
+        auto e = h.cast<py::dict>();
+        mixllm::Base b;
+        b.scalar = e["scalar"].cast<double>();
+        b.A = vec(e["A"], "A");
+        b.R = vec(e["R"], "R");
+        s.bases.push_back(std::move(b));
+    }
+    for (const auto& h : d["arms"].cast<py::list>()) {
+        auto e = h.cast<py::dict>();
+        mixllm::ArmState a;
+        a.name = e["name"].cast<std::string>();
+        s.arm_base.push_back(e["base"].cast<std::size_t>());
+        a.rank = e["rank"].cast<std::size_t>();
+        a.U = vec(e["U"], "U");
+        a.W = vec(e["W"], "W");
+        a.Cinv = vec(e["Cinv"], "Cinv");
+        a.b = vec(e["b"], "b");
+        a.beta = vec(e["beta"], "beta");
+        a.omega = vec(e["omega"], "omega");
+        a.input_price = e["input_price"].cast<double>();
+        a.output_price = e["output_price"].cast<double>();
+        a.wait = e["wait"].cast<double>();
+        a.n_obs = e["n_obs"].cast<std::uint64_t>();
+        a.since_refactor = e["since_refactor"].cast<std::uint64_t>();
+        s.arms.push_back(std::move(a));
+    }
+    return s;
 }
 
 }  // namespace
@@ -58,15 +168,22 @@ void bind_pool(py::module_& m) {
     m.attr("N_TERMS") = mixllm::kNumTerms;
     m.attr("MAX_LOG_TOKENS") = mixllm::kMaxLogTokens;
     py::class_<Pool>(m, "Pool", "Per-LLM online ridge state and MixLLM scoring (see pool.hpp).")
-        .def(py::init([](std::size_t dim, std::size_t n_targets, std::size_t refactor_every) {
-                 return translate([&] { return new Pool(dim, n_targets, refactor_every); });
+        .def(py::init([](std::size_t dim, std::size_t n_targets, std::size_t refactor_every,
+                         std::size_t max_rank) {
+                 return translate([&] { return new Pool(dim, n_targets, refactor_every, max_rank); });
              }),
-             py::arg("dim"), py::arg("n_targets") = 2, py::arg("refactor_every") = 4096)
+             py::arg("dim"), py::arg("n_targets") = 2, py::arg("refactor_every") = 4096,
+             py::arg("max_rank") = 0)
         .def_property_readonly("dim", &Pool::dim)
         .def_property_readonly("n_targets", &Pool::n_targets)
         .def_property_readonly("refactor_every", &Pool::refactor_every)
+        .def_property_readonly("max_rank", &Pool::max_rank)
         .def("__len__", &Pool::size)
         .def("names", &Pool::names)
+        .def("version", &Pool::version,
+             "Membership version: changes whenever an LLM is added or removed.")
+        .def("n_obs", &Pool::n_obs, "Observations per LLM, in pool order.")
+        .def("copy", [](const Pool& p) { return p.clone(); }, "A deep copy.")
         .def("add_arm",
              [](Pool& p, const std::string& name, double ridge, const darray& theta0,
                 double in_price, double out_price) {
@@ -77,31 +194,32 @@ void bind_pool(py::module_& m) {
              py::arg("name"), py::arg("ridge"), py::arg("theta0"), py::arg("input_price"),
              py::arg("output_price"))
         .def("add_arm_state",
-             [](Pool& p, const std::string& name, const darray& A, py::object Ainv,
-                const darray& b, py::object theta, std::uint64_t n_obs, std::uint64_t since,
+             [](Pool& p, const std::string& name, const darray& A, py::object /*Ainv*/,
+                const darray& b, py::object /*theta*/, std::uint64_t n_obs, std::uint64_t since,
                 double in_price, double out_price) {
                  const std::size_t d = p.dim(), T = p.n_targets();
                  require_shape(A, {d, d}, "A");
                  require_shape(b, {T, d}, "b");
-                 require(Ainv.is_none() == theta.is_none(), "give both Ainv and theta, or neither");
-                 darray Ai, th;
-                 if (!Ainv.is_none()) {
-                     Ai = Ainv.cast<darray>();
-                     th = theta.cast<darray>();
-                     require_shape(Ai, {d, d}, "Ainv");
-                     require_shape(th, {T, d}, "theta");
-                 }
-                 const double* pAi = Ainv.is_none() ? nullptr : Ai.data();
-                 const double* pth = theta.is_none() ? nullptr : th.data();
                  py::gil_scoped_release nogil;
                  translate([&] {
-                     p.add_arm_state(name, A.data(), pAi, b.data(), pth, n_obs, since, in_price,
-                                     out_price);
+                     p.add_arm_state(name, A.data(), b.data(), n_obs, since, in_price, out_price);
                  });
              },
              py::arg("name"), py::arg("A"), py::arg("Ainv"), py::arg("b"), py::arg("theta"),
              py::arg("n_obs"), py::arg("since_refactor"), py::arg("input_price"),
-             py::arg("output_price"))
+             py::arg("output_price"),
+             "New arm from its exact statistics A and b (Ainv and theta, if given, are "
+             "recomputed exactly rather than trusted).")
+        .def("fit",
+             [](Pool& p, const std::vector<std::string>& names, const std::vector<double>& pin,
+                const std::vector<double>& pout, double ridge, const darray& Z, const darray& Y) {
+                 const std::size_t n = rows_of(Z, p.dim(), "Z");
+                 require_shape(Y, {n, names.size(), p.n_targets()}, "Y");
+                 py::gil_scoped_release nogil;
+                 translate([&] { p.fit(names, pin, pout, ridge, Z.data(), n, Y.data()); });
+             },
+             py::arg("names"), py::arg("input_prices"), py::arg("output_prices"), py::arg("ridge"),
+             py::arg("Z"), py::arg("Y"))
         .def("remove_arm",
              [](Pool& p, const std::string& name) { translate([&] { p.remove_arm(name); }); },
              py::arg("name"))
@@ -116,13 +234,35 @@ void bind_pool(py::module_& m) {
              },
              py::arg("name"), py::arg("seconds"))
         .def("update",
-             [](Pool& p, const std::string& name, const darray& x, const darray& y) {
+             [](Pool& p, const std::string& name, const darray& x, const darray& y, double weight) {
                  require_shape(x, {p.dim()}, "x");
                  require_shape(y, {p.n_targets()}, "y");
                  py::gil_scoped_release nogil;
-                 translate([&] { p.update(name, x.data(), y.data()); });
+                 translate([&] { p.update(name, x.data(), y.data(), weight); });
              },
-             py::arg("name"), py::arg("x"), py::arg("y"))
+             py::arg("name"), py::arg("x"), py::arg("y"), py::arg("weight") = 1.0)
+        .def("observe",
+             [](Pool& p, const std::string& name, const py::array& x, double quality,
+                double output_tokens, double weight, bool intercept) {
+                 // The Router's feedback: validation, intercept and log1p here, in one call.
+                 if (p.n_targets() != 2) throw py::value_error("observe needs a 2-target pool");
+                 thread_local std::vector<double> buf;
+                 const double* z = query(x, p, intercept, "x", buf);
+                 if (!std::isfinite(quality))
+                     throw py::value_error("quality must be finite, got " + num(quality));
+                 if (!std::isfinite(output_tokens))
+                     throw py::value_error("output_tokens must be finite, got " + num(output_tokens));
+                 if (output_tokens < 0.0)
+                     throw py::value_error("output_tokens must be >= 0.0, got " + num(output_tokens));
+                 if (!std::isfinite(weight))
+                     throw py::value_error("weight must be finite, got " + num(weight));
+                 if (!(weight > 0.0)) throw py::value_error("weight must be > 0.0, got " + num(weight));
+                 const double y[2] = {quality, std::log1p(output_tokens)};
+                 py::gil_scoped_release nogil;
+                 translate([&] { p.update(name, z, y, weight); });
+             },
+             py::arg("name"), py::arg("x"), py::arg("quality"), py::arg("output_tokens"),
+             py::arg("weight"), py::arg("intercept"))
         .def("update_batch",
              [](Pool& p, const std::string& name, const darray& X, const darray& Y) {
                  const std::size_t n = rows_of(X, p.dim(), "X");
@@ -179,10 +319,65 @@ void bind_pool(py::module_& m) {
              },
              py::arg("X"), py::arg("input_tokens"), py::arg("inv_lam"), py::arg("alpha"),
              py::arg("beta"), py::arg("tau"), py::arg("with_terms") = false)
+        .def("route_one",
+             [](const Pool& p, const py::array& x, double in_tokens, double inv_lam, double alpha,
+                double beta, double tau, bool intercept, std::uint64_t known_version) {
+                 // The Router's single decision: validation and the intercept here, then the
+                 // batch path with B = 1. Returns (index, terms (6, K), version, names or None
+                 // when the caller's known_version is current).
+                 thread_local std::vector<double> buf;
+                 const double* z = query(x, p, intercept, "x", buf);
+                 if (!std::isfinite(in_tokens) || in_tokens < 0.0)
+                     throw py::value_error("input_tokens must be finite and >= 0");
+                 mixllm::ScoreResult r;
+                 {
+                     py::gil_scoped_release nogil;
+                     r = translate([&] {
+                         return p.score(z, 1, &in_tokens,
+                                        mixllm::ScoreParams{inv_lam, alpha, beta, tau}, true);
+                     });
+                 }
+                 const std::size_t K = r.names.size();
+                 darray terms({static_cast<py::ssize_t>(mixllm::kNumTerms), static_cast<py::ssize_t>(K)});
+                 double* pt = terms.mutable_data();
+                 for (std::size_t k = 0; k < K; ++k)
+                     for (std::size_t j = 0; j < mixllm::kNumTerms; ++j)
+                         pt[j * K + k] = r.terms[k * mixllm::kNumTerms + j];
+                 py::object names = py::none();
+                 if (r.version != known_version) names = py::tuple(py::cast(r.names));
+                 return py::make_tuple(r.choice[0], terms, r.version, names);
+             },
+             py::arg("x"), py::arg("input_tokens"), py::arg("inv_lam"), py::arg("alpha"),
+             py::arg("beta"), py::arg("tau"), py::arg("intercept"), py::arg("known_version"))
         .def("arm",
              [](const Pool& p, const std::string& name) {
-                 mixllm::ArmState s = translate([&] { return p.arm(name); });
+                 mixllm::ArmView s;
+                 {
+                     py::gil_scoped_release nogil;
+                     s = translate([&] { return p.arm(name); });
+                 }
                  return arm_dict(s, p.dim(), p.n_targets());
              },
-             py::arg("name"));
+             py::arg("name"))
+        .def("theta",
+             [](const Pool& p, const std::string& name) {
+                 std::vector<double> th = translate([&] { return p.theta(name); });
+                 return to_array(th, {static_cast<py::ssize_t>(p.n_targets()),
+                                      static_cast<py::ssize_t>(p.dim())});
+             },
+             py::arg("name"))
+        .def("snapshot",
+             [](const Pool& p) { return snapshot_dict(p.snapshot(), p.dim(), p.n_targets()); },
+             "The whole state as arrays (persistence; restored bit for bit by from_snapshot).")
+        .def_static("from_snapshot",
+             [](std::size_t dim, std::size_t n_targets, std::size_t refactor_every,
+                std::size_t max_rank, const py::dict& state) {
+                 mixllm::Snapshot s = snapshot_from(state);
+                 return translate([&] {
+                     return Pool::from_snapshot(dim, n_targets, refactor_every, max_rank,
+                                                std::move(s));
+                 });
+             },
+             py::arg("dim"), py::arg("n_targets"), py::arg("refactor_every"), py::arg("max_rank"),
+             py::arg("state"));
 }

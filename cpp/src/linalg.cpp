@@ -10,7 +10,10 @@
 
 namespace mixllm {
 
-bool spd_inverse(const double* A, double* Ainv, std::size_t n, double* work) {
+namespace {
+
+// L (lower, row-major in work) and U (row j = column j of L^{-1}, from index j on).
+bool factor(const double* A, std::size_t n, double* work) {
     const Kernels& K = kernels();
     double* L = work;          // lower triangle used
     double* U = work + n * n;  // row j holds column j of L^{-1}, non-zero from index j on
@@ -34,6 +37,25 @@ bool spd_inverse(const double* A, double* Ainv, std::size_t n, double* work) {
             y[i] = rhs / Li[i];
         }
     }
+    return true;
+}
+
+}  // namespace
+
+bool inverse_cholesky_factor(const double* A, double* R, std::size_t n, double* work) {
+    if (!factor(A, n, work)) return false;
+    const double* U = work + n * n;
+    for (std::size_t i = 0; i < n; ++i) {
+        double* Ri = R + packed_row(i);
+        for (std::size_t j = 0; j <= i; ++j) Ri[j] = U[j * n + i];
+    }
+    return true;
+}
+
+bool spd_inverse(const double* A, double* Ainv, std::size_t n, double* work) {
+    if (!factor(A, n, work)) return false;
+    const Kernels& K = kernels();
+    const double* U = work + n * n;
     // Ainv = L^{-T} L^{-1}: entry (i, j) is the dot of columns i and j of L^{-1}.
     for (std::size_t i = 0; i < n; ++i) {
         for (std::size_t j = i; j < n; ++j) {

@@ -19,10 +19,17 @@ and the score of LLM ``k`` for a query ``x`` with ``n_in`` input tokens::
     bonus_k = sqrt(x^T Ainv_k x)
     pen_k   = expm1(wait_k / tau)
     score_k = q_k - cost_k / lam + alpha * bonus_k - beta * pen_k
+
+The native core computes the same quantities from a different representation (a shared
+inverse Cholesky factor plus low-rank Woodbury corrections per LLM, see
+``cpp/include/mixllm/pool.hpp``); this module keeps the plain dense one on purpose, so that
+the two meet only in the maths. Packed lower-triangular matrices (``R`` below) are stored by
+rows: row ``i`` holds ``R[i, :i+1]`` at offset ``i (i + 1) / 2``.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from dataclasses import dataclass, field
@@ -33,6 +40,7 @@ QUALITY = 0
 LOG_TOKENS = 1
 N_TERMS = 6
 MAX_LOG_TOKENS = 20.0
+_VERSIONS = itertools.count(1)  # membership versions, unique across pools
 
 
 def dot(a: np.ndarray, b: np.ndarray) -> float:
@@ -61,6 +69,42 @@ def quad_batch(M: np.ndarray, X: np.ndarray) -> np.ndarray:
     """``out_b = x_b^T M x_b`` for every row of ``X``."""
     X = np.asarray(X, np.float64)
     return np.einsum("bi,ij,bj->b", X, np.asarray(M, np.float64), X)
+
+
+def gemv_rect(M: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``M x`` for a rectangular ``M`` (m, n)."""
+    return np.asarray(M, np.float64) @ np.asarray(x, np.float64)
+
+
+def pack_lower(L: np.ndarray) -> np.ndarray:
+    """The lower triangle of a square matrix, packed by rows."""
+    L = np.asarray(L, np.float64)
+    return L[np.tril_indices(L.shape[0])]
+
+
+def unpack_lower(Rp: np.ndarray, n: int) -> np.ndarray:
+    """The dense lower-triangular (n, n) matrix of a packed one."""
+    R = np.zeros((n, n))
+    R[np.tril_indices(n)] = np.asarray(Rp, np.float64)
+    return R
+
+
+def tpmv(Rp: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``R x`` for a packed lower-triangular ``R``."""
+    x = np.asarray(x, np.float64)
+    return unpack_lower(Rp, x.shape[0]) @ x
+
+
+def tpmm(Rp: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """``R x_b`` for every row of ``X``: ``X R^T``."""
+    X = np.asarray(X, np.float64)
+    return X @ unpack_lower(Rp, X.shape[1]).T
+
+
+def inverse_cholesky_factor(A: np.ndarray) -> np.ndarray:
+    """Packed ``R = L^{-1}`` for ``A = L L^T``, so that ``A^{-1} = R^T R``."""
+    L = np.linalg.cholesky(np.asarray(A, np.float64))
+    return pack_lower(np.linalg.solve(L, np.eye(A.shape[0])))
 
 
 def spd_inverse(A: np.ndarray) -> np.ndarray:
@@ -113,8 +157,79 @@ class RefPool:
         if self.refactor_every <= 0:
             raise ValueError("refactor_every must be positive")
 
+    _version: int = 0
+
     def __len__(self) -> int:
         return len(self._arms)
+
+    def version(self) -> int:
+        """Membership version: changes whenever an LLM is added or removed."""
+        return self._version
+
+    def n_obs(self) -> list[int]:
+        with self._lock:
+            return [a.n_obs for a in self._arms]
+
+    def theta(self, name: str) -> np.ndarray:
+        with self._lock:
+            return self._arms[self._index(name)].theta.copy()
+
+    def copy(self) -> "RefPool":
+        with self._lock:
+            other = RefPool(self.dim, self.n_targets, self.refactor_every)
+            other._arms = [_Arm(a.name, a.A.copy(), a.Ainv.copy(), a.b.copy(), a.theta.copy(),
+                                a.input_price, a.output_price, a.wait, a.n_obs, a.since_refactor)
+                           for a in self._arms]
+            other._version = self._version
+            return other
+
+    def fit(self, names, input_prices, output_prices, ridge, Z, Y) -> None:
+        """Offline training of an empty pool: ``Y`` (n, K, T), NaN where not observed."""
+        Z = np.asarray(Z, np.float64)
+        Y = np.asarray(Y, np.float64)
+        if self._arms:
+            raise ValueError("fit needs an empty pool")
+        eye = ridge * np.eye(self.dim)
+        for k, name in enumerate(names):
+            seen = np.isfinite(Y[:, k, :]).all(axis=1)
+            Zk, Yk = Z[seen], Y[seen, k, :]
+            self.add_arm_state(name, eye + Zk.T @ Zk, None, Yk.T @ Zk, None, int(seen.sum()), 0,
+                               input_prices[k], output_prices[k])
+
+    def _query(self, x, intercept, name="x"):
+        """The native seam's checks: x (dim - intercept,), finite; z with a trailing 1."""
+        want = self.dim - 1 if intercept else self.dim
+        x = np.asarray(x, np.float64)
+        if x.shape != (want,):
+            raise ValueError(f"{name} must have shape ({want},), got {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"{name} contains NaN or inf")
+        return np.append(x, 1.0) if intercept else x.copy()
+
+    def route_one(self, x, input_tokens, inv_lam, alpha, beta, tau, intercept, known_version):
+        """One decision: ``(index, terms (6, K), version, names or None if known_version)``."""
+        z = self._query(x, intercept)
+        if not (math.isfinite(input_tokens) and input_tokens >= 0):
+            raise ValueError("input_tokens must be finite and >= 0")
+        with self._lock:
+            choice, terms, names = self.score(z[None, :], np.array([float(input_tokens)]),
+                                              inv_lam, alpha, beta, tau, True)
+            version = self._version
+        names = None if version == known_version else tuple(names)
+        return int(choice[0]), np.ascontiguousarray(terms[0].T), version, names
+
+    def observe(self, name, x, quality, output_tokens, weight, intercept) -> None:
+        """The Router's feedback: checks, intercept and ``log1p(output_tokens)``, then update."""
+        z = self._query(x, intercept)
+        for label, v in (("quality", quality), ("output_tokens", output_tokens),
+                         ("weight", weight)):
+            if not math.isfinite(v):
+                raise ValueError(f"{label} must be finite, got {v}")
+        if output_tokens < 0:
+            raise ValueError(f"output_tokens must be >= 0.0, got {output_tokens}")
+        if not weight > 0:
+            raise ValueError(f"weight must be > 0.0, got {weight}")
+        self.update(name, z, np.array([quality, math.log1p(output_tokens)]), weight)
 
     def names(self) -> list[str]:
         with self._lock:
@@ -131,6 +246,7 @@ class RefPool:
             if any(a.name == arm.name for a in self._arms):
                 raise ValueError(f"LLM already in the pool: '{arm.name}'")
             self._arms.append(arm)
+            self._version = next(_VERSIONS)
 
     def add_arm(self, name, ridge, theta0, input_price, output_price) -> None:
         if not (ridge > 0 and math.isfinite(ridge)):
@@ -159,6 +275,7 @@ class RefPool:
     def remove_arm(self, name: str) -> None:
         with self._lock:
             del self._arms[self._index(name)]
+            self._version = next(_VERSIONS)
 
     def set_prices(self, name, input_price, output_price) -> None:
         with self._lock:
@@ -169,9 +286,13 @@ class RefPool:
         with self._lock:
             self._arms[self._index(name)].wait = float(seconds)
 
-    def update(self, name, x, y) -> None:
-        x = np.asarray(x, np.float64)
-        y = np.asarray(y, np.float64)
+    def update(self, name, x, y, weight=1.0) -> None:
+        if not (weight > 0 and math.isfinite(weight)):
+            raise ValueError("weight must be finite and > 0")
+        # A weighted rank-1 update is the plain one on sqrt(w) x and sqrt(w) y.
+        s = math.sqrt(weight)
+        x = s * np.asarray(x, np.float64)
+        y = s * np.asarray(y, np.float64)
         with self._lock:
             a = self._arms[self._index(name)]
             a.A = a.A + np.outer(x, x)

@@ -37,7 +37,8 @@ from . import _core, _reference
 __all__ = ["LLM", "Decision", "Router", "StateError"]
 
 FORMAT = "mixllm-router"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _TERMS = ("quality", "output_tokens", "cost", "bonus", "penalty", "score")
 
 
@@ -204,6 +205,7 @@ class Router:
         self._llms: dict[str, LLM] = {}
         self._membership = threading.Lock()
         self._pool = self._new_pool()
+        self._names_memo: tuple[int, tuple[str, ...]] = (0, ())  # versions start at 1
         for llm in pool:
             self._pool.add_arm(llm.name, self.ridge, np.zeros((2, self._zdim)), llm.input_price,
                                llm.output_price)
@@ -218,6 +220,14 @@ class Router:
         if self.engine == "native":
             return _core.Pool(self._zdim, 2, self.refactor_every)
         return _reference.RefPool(self._zdim, 2, self.refactor_every)
+
+    @staticmethod
+    def _array_fast(x: Any, name: str) -> Any:
+        """x itself when the engine can take it as it is (a real-valued ndarray), else a
+        validated float64 copy; shapes and finiteness are checked by the engine."""
+        if type(x) is np.ndarray and x.dtype.kind in "fiub":
+            return x
+        return _as_float_array(x, name)
 
     def _features(self, X: Any, name: str = "X") -> np.ndarray:
         arr = _as_float_array(X, name)
@@ -292,7 +302,8 @@ class Router:
 
     def n_observations(self) -> dict[str, int]:
         """Observations (offline and online) each LLM's predictors have seen."""
-        return {n: int(self._pool.arm(n)["n_obs"]) for n in self.names}
+        with self._membership:
+            return dict(zip(self._pool.names(), (int(v) for v in self._pool.n_obs())))
 
     def add_llm(self, llm: LLM, warm_start: str | np.ndarray | None = "pool") -> None:
         """Add an LLM to the pool without touching the others.
@@ -315,12 +326,12 @@ class Router:
             if warm_start is None:
                 theta0 = np.zeros((2, self._zdim))
             elif isinstance(warm_start, str) and warm_start == "pool" and "pool" not in self._llms:
-                thetas = [self._pool.arm(n)["theta"] for n in self._pool.names()]
+                thetas = [self._pool.theta(n) for n in self._pool.names()]
                 theta0 = np.mean(thetas, axis=0) if thetas else np.zeros((2, self._zdim))
             elif isinstance(warm_start, str):
                 if warm_start not in self._llms:
                     raise KeyError(f"warm_start names an unknown LLM: '{warm_start}'")
-                theta0 = self._pool.arm(warm_start)["theta"]
+                theta0 = self._pool.theta(warm_start)
             else:
                 theta0 = _as_float_array(warm_start, "warm_start")
                 if theta0.shape != (2, self._zdim) or not np.isfinite(theta0).all():
@@ -367,14 +378,11 @@ class Router:
         q, lt = self._targets(quality, output_tokens, Z.shape[0])
         names = self.names
         fresh = self._new_pool()
-        eye = self.ridge * np.eye(self._zdim)
-        for k, name in enumerate(names):
-            seen = np.isfinite(q[:, k]) & np.isfinite(lt[:, k])
-            Zk = Z[seen]
-            Yk = np.stack([q[seen, k], lt[seen, k]], axis=1)
-            llm = self._llms[name]
-            fresh.add_arm_state(name, eye + Zk.T @ Zk, None, np.ascontiguousarray(Yk.T @ Zk),
-                                None, int(seen.sum()), 0, llm.input_price, llm.output_price)
+        llms = [self._llms[n] for n in names]
+        # The engine builds one shared Gram matrix from the rows every LLM observed, and
+        # per-LLM corrections from the rest (a row counts where both targets are observed).
+        fresh.fit(names, [m.input_price for m in llms], [m.output_price for m in llms],
+                  self.ridge, Z, np.ascontiguousarray(np.stack([q, lt], axis=2)))
         with self._membership:
             if self.names != names:
                 raise RuntimeError("the pool changed during fit; call fit again")
@@ -410,15 +418,19 @@ class Router:
             Weight of this observation in the ridge regression (> 0): ``A += w z z^T`` and
             ``b += w z y``. Below 1 for weaker signals such as thumbs.
         """
-        z = self._feature(x)[0]
-        quality = _check_scalar("quality", quality)
-        output_tokens = _check_scalar("output_tokens", output_tokens, low=0.0)
-        weight = _check_scalar("weight", weight, low=0.0, strict=True)
-        if llm not in self._llms:
-            raise KeyError(f"unknown LLM: '{llm}'")
-        # A weighted rank-1 update is the plain one on sqrt(w) z and sqrt(w) y.
-        s = math.sqrt(weight)
-        self._pool.update(llm, s * z, s * np.array([quality, math.log1p(output_tokens)]))
+        # Lean path: type checks here; shape, finiteness, ranges, the intercept, log1p and the
+        # unknown-LLM KeyError in the engine, all before any state changes.
+        x = self._array_fast(x, "x")
+        if type(quality) is not float and type(quality) is not int:
+            quality = _check_scalar("quality", quality)
+        if type(output_tokens) is not float and type(output_tokens) is not int:
+            output_tokens = _check_scalar("output_tokens", output_tokens, low=0.0)
+        if type(weight) is not float and type(weight) is not int:
+            weight = _check_scalar("weight", weight, low=0.0, strict=True)
+        if type(llm) is not str:
+            raise KeyError(f"unknown LLM: {llm!r}")
+        self._pool.observe(llm, x, float(quality), float(output_tokens), float(weight),
+                           self.fit_intercept)
 
     def feedback_thumbs(self, x: Any, llm: str, up: bool, output_tokens: float, *,
                         weight: float = 0.5, up_quality: float = 1.0,
@@ -456,14 +468,26 @@ class Router:
         lam : float, optional
             Willingness to pay, USD per unit of quality; defaults to the router's ``lam``.
         """
-        z = self._feature(x)
-        n_in = self._tokens(input_tokens, 1)
-        inv_lam = self._lam(lam)
-        choice, terms, names = self._pool.score(z, n_in, inv_lam, self.alpha, self.beta, self.tau,
-                                                True)
-        k = int(choice[0])
-        t = terms[0]
-        return Decision(names[k], k, tuple(names), *(t[:, j].copy() for j in range(len(_TERMS))))
+        # Lean path: the engine checks the shape and finiteness of x and appends the intercept.
+        x = self._array_fast(x, "x")
+        if type(input_tokens) is not float and type(input_tokens) is not int:
+            input_tokens = self._tokens(input_tokens, 1)[0]
+        if lam is None:
+            lam = self.lam
+        if type(lam) is float and lam > 0.0:
+            inv_lam = 0.0 if lam == math.inf else 1.0 / lam
+        else:
+            inv_lam = self._lam(lam)
+        memo = self._names_memo
+        k, terms, version, names = self._pool.route_one(
+            x, float(input_tokens), inv_lam, self.alpha, self.beta, self.tau, self.fit_intercept,
+            memo[0])
+        if names is None:
+            names = memo[1]
+        else:
+            self._names_memo = (version, names)  # one reference: atomic for other threads
+        q, tok, cost, bonus, pen, score = terms  # rows of a fresh (6, K) array
+        return Decision(names[k], k, names, q, tok, cost, bonus, pen, score)
 
     def route_batch(self, X: Any, input_tokens: Any, lam: float | None = None) -> np.ndarray:
         """Choose an LLM for each row of ``X``; returns indices into :attr:`names`."""
@@ -481,13 +505,9 @@ class Router:
         other.metadata = json.loads(json.dumps(self.metadata))
         other._llms = dict(self._llms)
         other._membership = threading.Lock()
-        pool = other._new_pool()
-        for name in self.names:
-            s = self._pool.arm(name)
-            pool.add_arm_state(name, s["A"], s["Ainv"], s["b"], s["theta"], int(s["n_obs"]),
-                               int(s["since_refactor"]), s["input_price"], s["output_price"])
-            pool.set_wait(name, float(s["wait"]))
-        other._pool = pool
+        with self._membership:
+            other._pool = self._pool.copy()
+            other._llms = dict(self._llms)
         return other
 
     # ------------------------------------------------------------------ persistence
@@ -507,15 +527,33 @@ class Router:
         path = Path(path)
         arrays: dict[str, np.ndarray] = {}
         llms = []
-        for k, name in enumerate(self.names):
-            s = self._pool.arm(name)
-            for key in ("A", "Ainv", "b", "theta"):
+        engine_state: dict[str, Any] = {}
+        with self._membership:
+            pool = self._pool.copy()  # one consistent state, however long the writing takes
+        # Every file holds each LLM's exact statistics A and b (any engine can rebuild from
+        # them) and the engine's own state, restored bit for bit by the same engine.
+        for k, name in enumerate(pool.names()):
+            s = pool.arm(name)
+            keys = ("A", "b") if self.engine == "native" else ("A", "Ainv", "b", "theta")
+            for key in keys:
                 arrays[f"{k}.{key}"] = s[key]
             llms.append({**asdict(self._llms[name]), "n_obs": int(s["n_obs"]),
                          "since_refactor": int(s["since_refactor"]), "wait": float(s["wait"])})
+        if self.engine == "native":
+            snap = pool.snapshot()
+            engine_state = {"max_rank": int(pool.max_rank), "bases": [], "arms": []}
+            for i, b in enumerate(snap["bases"]):
+                engine_state["bases"].append({"scalar": float(b["scalar"])})
+                arrays[f"native.base{i}.A"] = b["A"]
+                arrays[f"native.base{i}.R"] = b["R"]
+            for k, a in enumerate(snap["arms"]):
+                engine_state["arms"].append({"base": int(a["base"]), "rank": int(a["rank"])})
+                for key in _NATIVE_ARM_ARRAYS:
+                    arrays[f"native.arm{k}.{key}"] = a[key]
         manifest = {
             "format": FORMAT, "version": FORMAT_VERSION, "config": self._config(),
-            "llms": llms, "metadata": self.metadata,
+            "llms": llms, "metadata": self.metadata, "engine": self.engine,
+            "engine_state": engine_state,
             "sha256": {k: hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
                        for k, v in arrays.items()},
         }
@@ -554,9 +592,10 @@ class Router:
             raise StateError(f"{path}: missing or unreadable manifest ({exc})") from exc
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise StateError(f"{path}: not a mixllm router file")
-        if manifest.get("version") != FORMAT_VERSION:
-            raise StateError(f"{path}: format version {manifest.get('version')!r} is not supported "
-                             f"(this mixllm reads version {FORMAT_VERSION})")
+        version = manifest.get("version")
+        if version not in _READABLE_VERSIONS:
+            raise StateError(f"{path}: format version {version!r} is not supported "
+                             f"(this mixllm reads versions {list(_READABLE_VERSIONS)})")
         sums = manifest.get("sha256", {})
         if set(sums) != set(data):
             raise StateError(f"{path}: arrays do not match the manifest")
@@ -572,17 +611,51 @@ class Router:
                          tau=float(cfg["tau"]), ridge=cfg["ridge"], lam=float(cfg["lam"]),
                          fit_intercept=cfg["fit_intercept"], cold_ridge=cfg["cold_ridge"],
                          refactor_every=cfg["refactor_every"], engine=engine)
-            pool = router._new_pool()
-            for k, (llm, e) in enumerate(zip(llms, manifest["llms"])):
-                pool.add_arm_state(llm.name, data[f"{k}.A"], data[f"{k}.Ainv"], data[f"{k}.b"],
-                                   data[f"{k}.theta"], int(e["n_obs"]), int(e["since_refactor"]),
-                                   llm.input_price, llm.output_price)
+            saved_engine = manifest.get("engine", "reference" if version == 1 else None)
+            if engine == "native" and saved_engine == "native":
+                pool = _native_pool_from(router, manifest, llms, data)
+            else:
+                # Another engine's file: rebuild from the exact statistics (the reference
+                # engine reuses its own saved inverse when it has one).
+                pool = router._new_pool()
+                for k, (llm, e) in enumerate(zip(llms, manifest["llms"])):
+                    own = engine == "reference" and f"{k}.Ainv" in data
+                    pool.add_arm_state(llm.name, data[f"{k}.A"], data[f"{k}.Ainv"] if own else None,
+                                       data[f"{k}.b"], data[f"{k}.theta"] if own else None,
+                                       int(e["n_obs"]), int(e["since_refactor"]),
+                                       llm.input_price, llm.output_price)
+            for llm, e in zip(llms, manifest["llms"]):
                 pool.set_wait(llm.name, float(e.get("wait", 0.0)))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise StateError(f"{path}: invalid router state ({exc})") from exc
         router._pool = pool
         router.metadata = dict(manifest.get("metadata", {}))
         return router
+
+
+_NATIVE_ARM_ARRAYS = ("U", "W", "Cinv", "b", "beta", "omega")
+
+
+def _native_pool_from(router: Router, manifest: dict, llms: list[LLM], data: dict):
+    """The native engine's state exactly as saved (same bits, so same decisions)."""
+    es = manifest["engine_state"]
+    state = {
+        "bases": [{"scalar": float(b["scalar"]), "A": data[f"native.base{i}.A"],
+                   "R": data[f"native.base{i}.R"]} for i, b in enumerate(es["bases"])],
+        "arms": [],
+    }
+    for k, (llm, e, a) in enumerate(zip(llms, manifest["llms"], es["arms"])):
+        arm = {key: data[f"native.arm{k}.{key}"] for key in _NATIVE_ARM_ARRAYS}
+        arm.update(name=llm.name, base=int(a["base"]), rank=int(a["rank"]),
+                   input_price=llm.input_price, output_price=llm.output_price,
+                   wait=float(e.get("wait", 0.0)), n_obs=int(e["n_obs"]),
+                   since_refactor=int(e["since_refactor"]))
+        state["arms"].append(arm)
+    if len(state["arms"]) != len(llms):
+        raise ValueError("engine state does not match the pool")
+    cfg = manifest["config"]
+    return _core.Pool.from_snapshot(router._zdim, 2, int(cfg["refactor_every"]),
+                                    int(es["max_rank"]), state)
 
 
 def _jnum(v: float) -> float | str:

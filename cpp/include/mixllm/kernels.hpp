@@ -25,7 +25,17 @@ struct Kernels {
     // row-wise dot against X.
     void (*quad_batch)(const double* M, const double* X, std::size_t B, std::size_t n,
                        double* out);
+    // y = M x, M row-major m x n (rectangular: the low-rank corrections W of the pool)
+    void (*gemv_rect)(const double* M, const double* x, double* y, std::size_t m, std::size_t n);
+    // y = R x, R lower triangular n x n packed by rows (row i: R_i0..R_ii at offset i(i+1)/2)
+    void (*tpmv)(const double* R, const double* x, double* y, std::size_t n);
+    // Y_b = R x_b for the B rows of X (row-major B x n) into Y (B x n); R is streamed once per
+    // block of queries (the batch path's whitening of the queries).
+    void (*tpmm)(const double* R, const double* X, std::size_t B, std::size_t n, double* Y);
 };
+
+// Offset of row i in a packed lower-triangular matrix.
+constexpr std::size_t packed_row(std::size_t i) { return i * (i + 1) / 2; }
 
 const Kernels& scalar_kernels();
 #if defined(MIXLLM_HAVE_X86_KERNELS)

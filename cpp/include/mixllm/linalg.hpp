@@ -10,4 +10,10 @@ namespace mixllm {
 // Returns false (and leaves Ainv untouched) if A is not numerically positive definite.
 bool spd_inverse(const double* A, double* Ainv, std::size_t n, double* work);
 
+// R = L^{-1} for A = L L^T (Cholesky of a symmetric positive-definite A, row-major n x n),
+// written packed by rows (lower triangle, n(n+1)/2 doubles; see packed_row), so that
+// A^{-1} = R^T R and x^T A^{-1} x = |R x|^2. `work` must hold 2 * n * n doubles.
+// Returns false (and leaves R untouched) if A is not numerically positive definite.
+bool inverse_cholesky_factor(const double* A, double* R, std::size_t n, double* work);
+
 }  // namespace mixllm

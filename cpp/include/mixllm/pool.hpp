@@ -1,26 +1,45 @@
 // The routing state of a pool of LLMs: one online ridge regression per LLM, several targets
 // sharing one design matrix, and the LinUCB/MixLLM scoring over all of them.
 //
-// Per LLM k (an "arm"):
-//   A_k     = ridge * I + sum x x^T                (d x d, kept for exact re-anchoring)
-//   Ainv_k  = A_k^{-1}                              (Sherman-Morrison rank-1 updates)
+// Per LLM k (an "arm"), the maths (the executable spec is python/mixllm/_reference.py):
+//   A_k     = ridge * I + sum x x^T                (d x d)
 //   b_k     = ridge * theta0_k + sum x y^T          (T x d, target-major)
-//   theta_k = Ainv_k b_k                            (T x d, updated by recursive least squares)
+//   theta_k = A_k^{-1} b_k                          (T x d)
 // Target 0 is quality, target 1 is log1p(output tokens).
 //
 // Score of arm k for a query x with input tokens n_in and waiting time w_k:
 //   q_k    = theta_k[0] . x
 //   len_k  = expm1(clamp(theta_k[1] . x, 0, max_log_tokens))
 //   cost_k = (n_in * input_price_k + len_k * output_price_k) * 1e-6          (USD)
-//   bonus_k = sqrt(x^T Ainv_k x)
+//   bonus_k = sqrt(x^T A_k^{-1} x)
 //   pen_k  = expm1(w_k / tau)                (w_k >= 0 the arm's waiting time; 0 if tau is inf)
 //   score_k = q_k - cost_k / lam + alpha * bonus_k - beta * pen_k
 // and the decision is the first arm with the largest score.
+//
+// Representation (why a decision does not read K dense inverses). After offline training on
+// full-information data every arm has the same Gram matrix, and online feedback changes one
+// arm by one rank-1 term at a time. So each arm stores
+//   A_k = G + U_k^T U_k          G = the arm's *base*, shared by every arm built from the
+//                                same data (an immutable Base, reference-counted); U_k the
+//                                r_k correction rows (r_k <= max_rank)
+// with R = L^{-1} for G = L L^T (packed lower triangle), and in whitened coordinates
+//   v = R x,   W_k = U_k R^T (r_k x d),   C_k = I + W_k W_k^T,   beta_k = R b_k (T x d),
+//   omega_k = W_k beta_k^T (r_k x T).
+// Woodbury gives A_k^{-1} = R^T (I - W_k^T C_k^{-1} W_k) R, hence with p = W_k v, g = C_k^{-1} p:
+//   x^T A_k^{-1} x = v.v - p.g          theta_k[t] . x = beta_k[t] . v - omega_k[:, t] . g
+// One decision costs one triangular product per distinct base (d^2/2, shared by all arms on
+// it) plus O(r_k d + T d) per arm. An update appends a row: with v cached from the decision on
+// the same query it costs O(r_k d + r_k^2) (bordered inverse of C_k) instead of O(d^2). When
+// r_k reaches max_rank the arm is *folded*: A_k is formed exactly and refactorised into a base
+// of its own (O(d^3)), r_k = 0. C_k is SPD with eigenvalues >= 1, so its bordered inverse is
+// well conditioned; refactor() recomputes C_k^{-1}, beta_k and omega_k exactly from U_k, b_k
+// and the base (the re-anchoring of drift), every refactor_every updates and on request.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -39,19 +58,44 @@ struct ScoreParams {
     double tau = 0.0;      // seconds; <= 0 or inf disables the penalty
 };
 
+// G and its inverse Cholesky factor. Immutable once built; shared between arms and clones.
+struct Base {
+    std::uint64_t id = 0;     // unique within the process (keys the query cache)
+    double scalar = 0.0;      // > 0: G = scalar * I and R = I / sqrt(scalar); A and R empty
+    std::vector<double> A;    // G, d x d
+    std::vector<double> R;    // L^{-1}, packed lower triangle (packed_row), d(d+1)/2
+};
+
 struct ArmState {
     std::string name;
-    std::vector<double> A, Ainv, b, theta;
+    std::shared_ptr<const Base> base;
+    std::size_t rank = 0;
+    std::vector<double> U;      // rank x d   correction rows: A = G + U^T U
+    std::vector<double> W;      // rank x d   U R^T
+    std::vector<double> Cinv;   // rank x rank (I + W W^T)^{-1}
+    std::vector<double> b;      // T x d
+    std::vector<double> beta;   // T x d      R b
+    std::vector<double> omega;  // rank x T   W beta^T
     double input_price = 0.0, output_price = 0.0;  // USD per 1M tokens
     double wait = 0.0;                               // current waiting time, seconds
     std::uint64_t n_obs = 0;
     std::uint64_t since_refactor = 0;
 };
 
+// One arm as dense matrices (inspection, persistence, the reference engine); O(d^3).
+struct ArmView {
+    std::string name;
+    std::vector<double> A, Ainv, b, theta;
+    double input_price = 0.0, output_price = 0.0, wait = 0.0;
+    std::uint64_t n_obs = 0, since_refactor = 0;
+    std::size_t rank = 0;
+};
+
 struct ScoreResult {
     std::vector<std::int64_t> choice;  // B
     std::vector<double> terms;         // B x K x kNumTerms, empty unless asked for
     std::vector<std::string> names;    // the pool's arms when the scores were taken
+    std::uint64_t version = 0;         // membership version those names belong to
 };
 
 struct PredictResult {
@@ -60,36 +104,61 @@ struct PredictResult {
     std::vector<std::string> names;
 };
 
+// The whole state, bases numbered: what persistence writes and reads back bit for bit.
+struct Snapshot {
+    std::vector<Base> bases;
+    std::vector<ArmState> arms;        // base pointers unset
+    std::vector<std::size_t> arm_base;  // index into bases, per arm
+};
+
 // Arms are addressed by name, so that a concurrent add or remove can never make an index
 // point at another LLM: every result carries the names it was computed for.
 class Pool {
   public:
-    Pool(std::size_t dim, std::size_t n_targets, std::size_t refactor_every);
+    // max_rank 0 picks clamp(dim / 4, 4, 128): past d/4 rows a correction costs as much per
+    // decision as a quarter of the shared triangle, and folding stays amortised.
+    Pool(std::size_t dim, std::size_t n_targets, std::size_t refactor_every,
+         std::size_t max_rank = 0);
 
     std::size_t dim() const { return dim_; }
     std::size_t n_targets() const { return n_targets_; }
     std::size_t refactor_every() const { return refactor_every_; }
+    std::size_t max_rank() const { return max_rank_; }
     std::size_t size() const;
     std::vector<std::string> names() const;
+    std::uint64_t version() const;  // changes whenever an arm is added or removed
+
+    // A deep copy (bases are immutable and stay shared).
+    std::unique_ptr<Pool> clone() const;
+    Snapshot snapshot() const;
+    static std::unique_ptr<Pool> from_snapshot(std::size_t dim, std::size_t n_targets,
+                                               std::size_t refactor_every, std::size_t max_rank,
+                                               Snapshot s);
 
     // New arm with A = ridge * I and prior mean theta0 (T x d; nullptr means zeros).
     void add_arm(const std::string& name, double ridge, const double* theta0, double input_price,
                  double output_price);
-    // New arm from full state (loading, merging). Ainv and theta may be nullptr: then they
-    // are computed exactly from A and b.
-    void add_arm_state(const std::string& name, const double* A, const double* Ainv,
-                       const double* b, const double* theta, std::uint64_t n_obs,
-                       std::uint64_t since_refactor, double input_price, double output_price);
+    // New arm from its exact statistics A (d x d) and b (T x d), factorised exactly.
+    void add_arm_state(const std::string& name, const double* A, const double* b,
+                       std::uint64_t n_obs, std::uint64_t since_refactor, double input_price,
+                       double output_price);
+    // Offline training of a new pool's arms from full-information data: Z (n x d) and Y
+    // (n x K x T, NaN where arm k did not observe row i; a row counts where all T targets are
+    // finite). The rows every arm observed form the shared base; each arm's other rows become
+    // its corrections (or, past max_rank, a base of its own). The pool must be empty.
+    void fit(const std::vector<std::string>& names, const std::vector<double>& input_prices,
+             const std::vector<double>& output_prices, double ridge, const double* Z,
+             std::size_t n, const double* Y);
     void remove_arm(const std::string& name);
     void set_prices(const std::string& name, double input_price, double output_price);
     void set_wait(const std::string& name, double seconds);
 
-    // One observation (x: d, y: T): A and b gain x x^T and x y^T; Sherman-Morrison keeps Ainv
-    // and recursive least squares keeps theta; every refactor_every updates, an exact refactor.
-    void update(const std::string& name, const double* x, const double* y);
+    // One observation with weight w > 0 (x: d, y: T): A += w x x^T, b += w x y^T, by appending
+    // the row sqrt(w) x. Reuses R x from a recent decision on the same x (see the cache).
+    void update(const std::string& name, const double* x, const double* y, double weight = 1.0);
     // n observations at once (X: n x d, Y: n x T): exact, followed by a refactorisation.
     void update_batch(const std::string& name, const double* X, const double* Y, std::size_t n);
-    // Exact Ainv = A^{-1} and theta = Ainv b for one arm, or for every arm.
+    // Exact re-anchoring of one arm's derived state, or of every arm's.
     void refactor(const std::string& name);
     void refactor_all();
 
@@ -97,17 +166,38 @@ class Pool {
     ScoreResult score(const double* X, std::size_t B, const double* in_tokens,
                       const ScoreParams& p, bool with_terms) const;
 
-    // A copy of one arm's state, taken under the shared lock.
-    ArmState arm(const std::string& name) const;
+    ArmView arm(const std::string& name) const;
+    std::vector<double> theta(const std::string& name) const;  // T x d
+    std::vector<std::uint64_t> n_obs() const;                   // pool order
 
   private:
-    std::size_t index_of(const std::string& name) const;  // caller holds the lock
-    void refactor_locked(ArmState& s);
-    void push(std::unique_ptr<ArmState> s);
+    struct CacheEntry {
+        std::uint64_t base_id = 0;
+        std::vector<double> x, v;
+    };
 
-    std::size_t dim_, n_targets_, refactor_every_;
+    std::size_t index_of(const std::string& name) const;  // caller holds the lock
+    void push(std::unique_ptr<ArmState> s);
+    std::shared_ptr<const Base> scalar_base(double ridge);  // caller holds the lock
+    void refactor_locked(ArmState& s) const;
+    void fold_locked(ArmState& s) const;
+    void append_row(ArmState& s, const double* u, const double* w, const double* y) const;
+    void whiten(const Base& B, const double* x, double* v) const;
+    bool cache_get(std::uint64_t base_id, const double* x, double* v) const;
+    void cache_put(std::uint64_t base_id, const double* x, const double* v) const;
+    template <typename F>
+    void evaluate(const double* X, std::size_t B, F&& per_arm_row) const;
+
+    std::size_t dim_, n_targets_, refactor_every_, max_rank_;
     std::vector<std::unique_ptr<ArmState>> arms_;
+    std::uint64_t version_ = 0;
     mutable std::shared_mutex mu_;
+    // Recent (base, x) -> R x, so that the update following a decision on the same query
+    // skips the triangular product. Guarded by its own mutex: readers fill it.
+    static constexpr std::size_t kCacheSize = 8;
+    mutable std::mutex cache_mu_;
+    mutable std::vector<CacheEntry> cache_;
+    mutable std::size_t cache_next_ = 0;
 };
 
 }  // namespace mixllm

@@ -5,6 +5,9 @@
 //   quad       s = sum_i x_i sum_j M_ij x_j
 //   syr        M_ij += c u_i u_j
 //   quad_batch out_b = x_b^T M x_b, four queries per pass over M
+//   gemv_rect  y_i = sum_j M_ij x_j            (M m x n)
+//   tpmv       y_i = sum_{j<=i} R_ij x_j       (R lower triangular, packed by rows)
+//   tpmm       Y_bi = sum_{j<=i} R_ij X_bj, four queries per pass over R
 #include <immintrin.h>
 
 #include "mixllm/kernels.hpp"
@@ -108,10 +111,32 @@ void quad_batch(const double* M, const double* X, std::size_t B, std::size_t n, 
     for (; b < B; ++b) out[b] = quad(M, X + b * n, n);
 }
 
+void gemv_rect(const double* M, const double* x, double* y, std::size_t m, std::size_t n) {
+    for (std::size_t i = 0; i < m; ++i) y[i] = dot(M + i * n, x, n);
+}
+
+void tpmv(const double* R, const double* x, double* y, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) y[i] = dot(R + packed_row(i), x, i + 1);
+}
+
+void tpmm(const double* R, const double* X, std::size_t B, std::size_t n, double* Y) {
+    std::size_t b = 0;
+    for (; b + 4 <= B; b += 4) {
+        const double* x0 = X + b * n;
+        double* y0 = Y + b * n;
+        for (std::size_t i = 0; i < n; ++i) {
+            double t[4];
+            dot4(R + packed_row(i), x0, x0 + n, x0 + 2 * n, x0 + 3 * n, i + 1, t);
+            y0[i] = t[0], y0[n + i] = t[1], y0[2 * n + i] = t[2], y0[3 * n + i] = t[3];
+        }
+    }
+    for (; b < B; ++b) tpmv(R, X + b * n, Y + b * n, n);
+}
+
 }  // namespace
 
 const Kernels& avx512_kernels() {
-    static const Kernels k{"avx512", dot, gemv, quad, syr, quad_batch};
+    static const Kernels k{"avx512", dot, gemv, quad, syr, quad_batch, gemv_rect, tpmv, tpmm};
     return k;
 }
 
