@@ -1,12 +1,142 @@
-"""The ``mixllm`` command line."""
+"""The ``mixllm`` command line: eval, fit, route, info."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from pathlib import Path
+from typing import Any
 
 from . import __version__, available_backends, simd_backend
+
+DEFAULT_CACHE = Path.home() / ".cache" / "mixllm" / "embeddings"
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("router settings")
+    g.add_argument("--view", choices=("full", "last_block", "first_last"), default="last_block",
+                   help="part of each prompt that is embedded (default: last_block)")
+    g.add_argument("--no-tags", action="store_true", help="route on raw embeddings (no tag transform)")
+    g.add_argument("--tag-rank", type=int, default=4, help="LLM-strength dimensions (default 4)")
+    g.add_argument("--ridge", type=float, default=10.0, help="ridge strength (default 10)")
+    g.add_argument("--alpha", type=float, default=0.0, help="weight of the LinUCB bonus")
+    g.add_argument("--beta", type=float, default=None,
+                   help="weight of the latency penalty (default 1 with --tau, else 0)")
+    g.add_argument("--pool", type=Path, help="pool file (TOML/JSON): prices and latency profiles")
+    g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
+                   help=f"embedding cache folder (default {DEFAULT_CACHE}); 'none' disables it")
+
+
+def _config(args: argparse.Namespace):
+    from .pipeline import PipelineConfig
+
+    tau = getattr(args, "tau", None)
+    beta = args.beta if args.beta is not None else (1.0 if tau is not None else 0.0)
+    return PipelineConfig(view=args.view, tags=not args.no_tags, tag_rank=args.tag_rank,
+                          ridge=args.ridge, alpha=args.alpha, beta=beta,
+                          tau=math.inf if tau is None else tau)
+
+
+def _encoder(args: argparse.Namespace):
+    from .encoder import Encoder
+
+    cache = None if str(args.cache_dir).lower() == "none" else args.cache_dir
+    return Encoder(cache_dir=cache)
+
+
+def _load(path: Path, what: str):
+    from . import data
+
+    try:
+        return data.load(path)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"mixllm: {what} not found: {exc.filename or path}") from exc
+
+
+def _limit(data: Any, n: int | None, seed: int):
+    if n is None or n >= len(data):
+        return data
+    import numpy as np
+
+    rows = np.sort(np.random.default_rng(seed).permutation(len(data))[:n])
+    return data.subset(rows)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from . import data as D
+    from .evaluate import BASELINES, evaluate
+
+    train = _limit(_load(args.train, "training data"), args.limit, args.seed)
+    if args.test is not None:
+        test = _limit(_load(args.test, "test data"), args.limit, args.seed + 1)
+    else:
+        train, test = train.split(args.split, args.seed)
+    pool = D.load_pool(args.pool) if args.pool else None
+    baselines = BASELINES if args.baselines is None else tuple(args.baselines)
+    online = args.feedback if args.online else None
+    report = evaluate(train, test, args.reference, pool=pool, config=_config(args),
+                      encoder=_encoder(args), online=online,
+                      tau=math.inf if args.tau is None else args.tau, baselines=baselines,
+                      seed=args.seed, progress=not args.quiet)
+    _print_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+        print(f"wrote {args.json}")
+    if args.plot:
+        from .plot import plot_report
+
+        plot_report(report, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _fmt(v: Any) -> str:
+    return "   -  " if v is None else f"{v:6.1f}"
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    ref = report["reference"]
+    print(f"reference: {ref}   train n={report['n_train']}  test n={report['n_test']}  "
+          f"online={report['online']}  tau={report['tau']}")
+    print(f"{'router':40s} {'AIQ':>6s}   cost % of {ref} to reach quality % of it:")
+    print(f"{'':40s} {'':6s}   {'90':>6s} {'95':>6s} {'97.25':>6s} {'100':>6s}")
+    for name, r in sorted(report["routers"].items(), key=lambda kv: -kv[1]["aiq"]):
+        reach = r["cost_to_reach"]
+        print(f"{name[:40]:40s} {r['aiq']:6.3f}   " + " ".join(_fmt(reach[k]) for k in reach))
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from . import data as D
+    from .pipeline import TextRouter
+
+    train = _load(args.train, "training data")
+    pool = D.load_pool(args.pool) if args.pool else train.match_pool()
+    tr = TextRouter(pool, _config(args), _encoder(args))
+    tr.fit_data(train, progress=not args.quiet)
+    tr.save(args.out)
+    print(f"fitted {len(pool)} LLMs on {len(train)} prompts; saved to {args.out}")
+    return 0
+
+
+def _route(args: argparse.Namespace) -> int:
+    from .pipeline import TextRouter
+
+    tr = TextRouter.load(args.state)
+    for text in args.text:
+        d = tr.route(text, lam=args.lam)
+        if args.json:
+            print(json.dumps(d.as_dict()))
+            continue
+        print(f"{d.llm}")
+        print(f"  {'LLM':38s} {'quality':>8s} {'out tok':>8s} {'cost $':>10s} {'bonus':>7s} "
+              f"{'penalty':>7s} {'score':>9s}")
+        for k, n in enumerate(d.names):
+            mark = "*" if k == d.index else " "
+            print(f" {mark}{n[:38]:38s} {d.quality[k]:8.3f} {d.output_tokens[k]:8.0f} "
+                  f"{d.cost[k]:10.6f} {d.bonus[k]:7.3f} {d.penalty[k]:7.3f} {d.score[k]:9.4f}")
+    return 0
 
 
 def _info(_: argparse.Namespace) -> int:
@@ -19,14 +149,59 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mixllm", description="MixLLM LLM router")
     parser.add_argument("--version", action="version", version=f"mixllm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("eval", help="fit on training data, replay a test stream, compare routers")
+    p.add_argument("--train", type=Path, required=True, help="training data (file or folder)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--test", type=Path, help="test data (default: a split of --train)")
+    g.add_argument("--split", type=float, default=0.2, help="test fraction of --train (default 0.2)")
+    p.add_argument("--reference", required=True, help="LLM that defines 100%% quality and cost")
+    p.add_argument("--online", action="store_true", help="learn online over the test stream")
+    p.add_argument("--feedback", choices=("refined", "thumbs"), default="refined",
+                   help="what --online reveals (default refined: quality and length)")
+    p.add_argument("--tau", type=float, help="latency tolerance in seconds (queue simulation)")
+    p.add_argument("--baselines", nargs="*", help="subset of baselines to run (default all)")
+    p.add_argument("--limit", type=int, help="use at most this many prompts of each file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, help="write the report as JSON")
+    p.add_argument("--plot", type=Path, help="write the cost-quality plot (PNG)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _config_args(p)
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("fit", help="fit a router on data and save it")
+    p.add_argument("--train", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="folder to save the router to")
+    p.add_argument("--quiet", action="store_true")
+    _config_args(p)
+    p.set_defaults(func=_fit)
+
+    p = sub.add_parser("route", help="route prompts with a saved router")
+    p.add_argument("--state", type=Path, required=True, help="folder written by 'mixllm fit'")
+    p.add_argument("--lam", type=float, help="willingness to pay, USD per unit quality")
+    p.add_argument("--json", action="store_true", help="one JSON decision per line")
+    p.add_argument("text", nargs="+", help="prompt(s) to route")
+    p.set_defaults(func=_route)
+
     p = sub.add_parser("info", help="print the version and the SIMD kernels in use")
     p.set_defaults(func=_info)
+    try:
+        from .bench import register
+    except ImportError:  # the benchmark command is optional
+        register = None
+    if register is not None:
+        register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except (ValueError, KeyError, OSError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"mixllm {args.command}: error: {msg}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

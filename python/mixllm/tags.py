@@ -91,6 +91,9 @@ class TagTransform:
         Dimensions of the ``centroid`` (LDA) block (0 disables it; at most domains - 1).
     keep_embedding : bool
         Append the raw embedding to the features.
+    interactions : bool
+        Also append the strength coordinates times each domain probability, so that the
+        per-LLM predictors can weigh the strength directions differently in each domain.
     alpha : float
         Ridge strength of the strength projection (> 0).
     domain_c : float
@@ -102,7 +105,7 @@ class TagTransform:
     """
 
     def __init__(self, rank: int = 4, centroid_dims: int = 0, keep_embedding: bool = False,
-                 alpha: float = 10.0, domain_c: float = 10.0, crossfit: int = 5,
+                 interactions: bool = False, alpha: float = 10.0, domain_c: float = 10.0, crossfit: int = 5,
                  seed: int = 0) -> None:
         for name, v, low in (("rank", rank, 0), ("centroid_dims", centroid_dims, 0),
                              ("seed", seed, 0)):
@@ -117,6 +120,7 @@ class TagTransform:
         self.rank = rank
         self.centroid_dims = centroid_dims
         self.keep_embedding = bool(keep_embedding)
+        self.interactions = bool(interactions)
         self.alpha = float(alpha)
         self.domain_c = float(domain_c)
         self.crossfit = crossfit
@@ -138,8 +142,7 @@ class TagTransform:
     def out_dim(self) -> int:
         """Width of the features :meth:`transform` returns."""
         f = self._require()
-        return (len(f.domains) + f.P_cen.shape[1] + f.P_str.shape[1]
-                + (f.mu.shape[0] if self.keep_embedding else 0))
+        return self._width(f) + (f.mu.shape[0] if self.keep_embedding else 0)
 
     def _require(self) -> _Fitted:
         if self._fit is None:
@@ -253,18 +256,21 @@ class TagTransform:
         return out
 
     # ------------------------------------------------------------------ applying
-    @staticmethod
-    def _width(f: _Fitted) -> int:
-        return len(f.domains) + f.P_cen.shape[1] + f.P_str.shape[1]
+    def _width(self, f: _Fitted) -> int:
+        D, r = len(f.domains), f.P_str.shape[1]
+        return D + f.P_cen.shape[1] + r + (D * r if self.interactions else 0)
 
-    @staticmethod
-    def _apply(f: _Fitted, E: np.ndarray) -> np.ndarray:
+    def _apply(self, f: _Fitted, E: np.ndarray) -> np.ndarray:
         Ec = E - f.mu
         logits = Ec @ f.W_dom + f.b_dom
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
-        return np.hstack([p, Ec @ f.P_cen, Ec @ f.P_str])
+        s = Ec @ f.P_str
+        blocks = [p, Ec @ f.P_cen, s]
+        if self.interactions:
+            blocks.append((p[:, :, None] * s[:, None, :]).reshape(len(E), -1))
+        return np.hstack(blocks)
 
     def transform(self, E: Any) -> np.ndarray:
         """Features for embeddings ``E`` (n, d): domain probabilities, centroid and strength
@@ -283,7 +289,8 @@ class TagTransform:
     # ------------------------------------------------------------------ persistence
     def _params(self) -> dict[str, Any]:
         return {"rank": self.rank, "centroid_dims": self.centroid_dims,
-                "keep_embedding": self.keep_embedding, "alpha": self.alpha,
+                "keep_embedding": self.keep_embedding, "interactions": self.interactions,
+                "alpha": self.alpha,
                 "domain_c": self.domain_c, "crossfit": self.crossfit, "seed": self.seed}
 
     def to_bytes(self) -> bytes:
