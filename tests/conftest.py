@@ -27,7 +27,8 @@ def rng():
     return np.random.default_rng(12345)
 
 
-def shared_data_dir() -> Path:
+@pytest.fixture
+def shared_data() -> Path:
     """../shared/data beside the repository, or a skip with the reason."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real routing data not present at {SHARED_DATA} (fresh clone without ../shared)")

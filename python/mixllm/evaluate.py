@@ -221,7 +221,21 @@ def _filled(values: np.ndarray, task: np.ndarray) -> np.ndarray:
 
 
 def _predictive(name: str, Etr, Ete, train, stream, prices, seed):
-    """Quality and cost predictions of RouterBench-style predictive routers."""
+    """Quality and cost predictions of RouterBench-style predictive routers.
+
+    Their optimisers' convergence warnings are silenced: the baselines are run with fixed,
+    documented budgets, and a warning per fold would bury the report.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return _predictive_fit(name, Etr, Ete, train, stream, prices, seed)
+
+
+def _predictive_fit(name, Etr, Ete, train, stream, prices, seed):
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsRegressor
