@@ -139,6 +139,23 @@ def _route(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment(args: argparse.Namespace) -> int:
+    from .experiments import run_experiment, to_markdown
+
+    data = _load(args.data, "data")
+    res = run_experiment(args.name, data, args.reference, encoder=_encoder(args),
+                         config=_config(args), folds=args.folds, seed=args.seed,
+                         tau=args.tau_s, alpha=args.explore, new=args.new or (),
+                         progress=not args.quiet)
+    md = to_markdown(res)
+    print(md)
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1))
+    if args.markdown:
+        args.markdown.write_text(md + "\n")
+    return 0
+
+
 def _info(_: argparse.Namespace) -> int:
     print(json.dumps({"version": __version__, "simd_backend": simd_backend(),
                       "available_backends": available_backends()}, indent=2))
@@ -182,6 +199,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON decision per line")
     p.add_argument("text", nargs="+", help="prompt(s) to route")
     p.set_defaults(func=_route)
+
+    p = sub.add_parser("experiment", help="run one of the experiments of docs/RESULTS.md")
+    p.add_argument("name", choices=("main", "continual", "tags", "newllm", "unseen"))
+    p.add_argument("--data", type=Path, required=True, help="routing data (file or folder)")
+    p.add_argument("--reference", required=True)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tau-s", type=float, default=2.0, help="latency tolerance for 'main'")
+    p.add_argument("--explore", type=float, default=0.05,
+                   help="LinUCB alpha for the online experiments (default 0.05)")
+    p.add_argument("--new", nargs="*", help="LLMs to add mid-stream ('newllm')")
+    p.add_argument("--json", type=Path)
+    p.add_argument("--markdown", type=Path)
+    p.add_argument("--quiet", action="store_true")
+    _config_args(p)
+    p.set_defaults(func=_experiment)
 
     p = sub.add_parser("info", help="print the version and the SIMD kernels in use")
     p.set_defaults(func=_info)

@@ -1,0 +1,341 @@
+"""The five experiments of docs/RESULTS.md, reproducible with ``mixllm experiment NAME``.
+
+All run on a folder of routing data (RouterBench's wide CSVs by default) with seeded,
+task-stratified k-fold cross-validation, so every figure is a mean over folds with its spread
+(single 20% splits of 2.5k prompts move the cost figures by +-10 points). Embeddings are
+computed once per prompt view and cached on disk.
+
+``main``       mixllm against every baseline, without and with a latency tolerance.
+``continual``  offline-only vs online refined vs online thumbs feedback, by offline:online ratio.
+``tags``       tag-enhanced features vs the plain embedding, across cost bands.
+``newllm``     two LLMs missing from training, added halfway through the test stream.
+``unseen``     one task left out of training and tested on (with and without online learning).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from .evaluate import (REACH_TARGETS, Stream, _choose, _hull_at, default_lams, evaluate, hull,
+                       replay, summarize)
+from .latency import arrival_times
+from .pipeline import PipelineConfig, TextRouter, domain_labels, prompt_view
+
+__all__ = ["EXPERIMENTS", "run_experiment", "quality_at"]
+
+EXPERIMENTS = ("main", "continual", "tags", "newllm", "unseen")
+COST_BANDS = (5.0, 10.0, 25.0, 50.0)
+
+
+def quality_at(curve: list[dict[str, float]], cost_pct: float) -> float | None:
+    """Quality % on a curve's hull at a cost budget (None below its cheapest point)."""
+    h = hull([(p["cost_pct"], p["quality_pct"]) for p in curve])
+    v = _hull_at(h, cost_pct)
+    return None if math.isnan(v) else float(v)
+
+
+class _Context:
+    """Data, embeddings (per view, cached), folds and the pool shared by the experiments."""
+
+    def __init__(self, data: Any, reference: str, encoder: Any, folds: int, seed: int,
+                 progress: bool) -> None:
+        self.data = data
+        self.reference = reference
+        self.encoder = encoder
+        self.folds = list(data.kfold_indices(folds, seed))
+        self.seed = seed
+        self.progress = progress
+        self._emb: dict[str, np.ndarray] = {}
+        self.pool = data.match_pool()
+
+    def embeddings(self, view: str) -> np.ndarray:
+        if view not in self._emb:
+            texts = [prompt_view(p, view) for p in self.data.prompts]
+            self._emb[view] = self.encoder.encode(texts, progress=self.progress)
+        return self._emb[view]
+
+
+def _aggregate(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread of a router's fold summaries."""
+    out: dict[str, Any] = {"aiq_mean": float(np.mean([f["aiq"] for f in per_fold])),
+                           "aiq_std": float(np.std([f["aiq"] for f in per_fold]))}
+    for t in (f"{t:g}" for t in REACH_TARGETS):
+        vals = [f["cost_to_reach"][t] for f in per_fold]
+        got = [v for v in vals if v is not None]
+        out[f"reach_{t}"] = {"mean": float(np.mean(got)) if len(got) == len(vals) else None,
+                             "folds_reached": len(got), "per_fold": vals}
+    for b in COST_BANDS:
+        vals = [quality_at(f["curve"], b) for f in per_fold]
+        got = [v for v in vals if v is not None]
+        out[f"quality_at_{b:g}"] = float(np.mean(got)) if len(got) == len(vals) else None
+    return out
+
+
+def _cv_eval(ctx: _Context, config: PipelineConfig, **kw: Any) -> dict[str, Any]:
+    E = ctx.embeddings(config.view)
+    per: dict[str, list] = {}
+    for tr, te in ctx.folds:
+        rep = evaluate(ctx.data.subset(tr), ctx.data.subset(te), ctx.reference, pool=ctx.pool,
+                       config=config, embeddings=(E[tr], E[te]), seed=ctx.seed, **kw)
+        for name, r in rep["routers"].items():
+            per.setdefault(name, []).append(r)
+    return {name: _aggregate(v) for name, v in per.items()}
+
+
+def _main(ctx: _Context, config: PipelineConfig, tau: float) -> dict[str, Any]:
+    out = {"no_time_constraint": _cv_eval(ctx, config)}
+    timed = replace(config, beta=config.beta or 1.0, tau=tau)
+    out[f"tau={tau:g}s"] = _cv_eval(ctx, timed, tau=tau)
+    out[f"tau={tau:g}s, latency-blind mixllm"] = {
+        "mixllm": _cv_eval(ctx, replace(config, beta=0.0), tau=tau, baselines=())["mixllm"]}
+    return out
+
+
+def _tags(ctx: _Context, config: PipelineConfig) -> dict[str, Any]:
+    return {
+        "tag-enhanced": _cv_eval(ctx, config, baselines=())["mixllm"],
+        "plain embedding (ridge 10)": _cv_eval(ctx, replace(config, tags=False),
+                                               baselines=())["mixllm"],
+        "plain embedding (ridge 30)": _cv_eval(ctx, replace(config, tags=False, ridge=30.0),
+                                               baselines=())["mixllm"],
+        "plain embedding + tag features": _cv_eval(
+            ctx, replace(config, keep_embedding=True, ridge=30.0), baselines=())["mixllm"],
+    }
+
+
+def _stream(ctx: _Context, rows: np.ndarray) -> tuple[Stream, Any]:
+    d = ctx.data.subset(rows)
+    keep = ~np.isnan(d.quality).any(axis=1)
+    d = d.subset(np.flatnonzero(keep))
+    models = list(d.models)
+    return Stream(models, d.quality, d.cost_usd, d.output_tokens, d.prompt_tokens,
+                  np.asarray(d.task, dtype=str), models.index(ctx.reference),
+                  arrival_times(len(d), 100, 10.0, seed=ctx.seed), ctx.pool), \
+        rows[np.flatnonzero(keep)]
+
+
+def _fit(ctx: _Context, config: PipelineConfig, rows: np.ndarray, pool=None) -> TextRouter:
+    d = ctx.data.subset(rows)
+    pool = pool or ctx.pool
+    cols = [d.models.index(m.name) for m in pool]
+    tr = TextRouter(pool, config, ctx.encoder)
+    tr.fit(ctx.embeddings(config.view)[rows], d.quality[:, cols], d.output_tokens[:, cols],
+           domain_labels(d.task, d.tags))
+    return tr
+
+
+def _curve(stream: Stream, lams, choices) -> list[dict[str, float]]:
+    return [{"lam": "inf" if math.isinf(l) else float(l),
+             "quality_pct": stream.score(c)[0], "cost_pct": stream.score(c)[1]}
+            for l, c in zip(lams, choices)]
+
+
+def _band_summary(curves: list[list[dict]], c_lo: list[float], c_hi: list[float]):
+    return _aggregate([summarize(c, lo, hi) for c, lo, hi in zip(curves, c_lo, c_hi)])
+
+
+def _ranges(stream: Stream) -> tuple[float, float]:
+    costs = [stream.score(np.full(len(stream.task), k))[1] for k in range(len(stream.models))]
+    return min(costs), max(costs)
+
+
+def _continual(ctx: _Context, config: PipelineConfig, ratios: Sequence[float],
+               alpha: float) -> dict[str, Any]:
+    """Train offline on part of each training fold, learn online on the rest, test after."""
+    lams = default_lams(21)
+    E = None
+    out: dict[str, Any] = {}
+    rng = np.random.default_rng(ctx.seed)
+    for ratio in ratios:
+        res: dict[str, dict[str, list]] = {}
+        for tr_rows, te_rows in ctx.folds:
+            perm = rng.permutation(tr_rows)
+            n_on = int(round(ratio * len(perm)))
+            off, on = np.sort(perm[n_on:]), perm[:n_on]
+            test, _ = _stream(ctx, te_rows)
+            E = ctx.embeddings(config.view)
+            lo, hi = _ranges(test)
+            on_stream, on_rows = _stream(ctx, on)
+            cfg = replace(config, alpha=alpha)
+            base = _fit(ctx, cfg, off)
+            F_on = base.features(E[on_rows])
+            F_te = base.features(E[te_rows][~np.isnan(ctx.data.subset(te_rows).quality).any(1)])
+            full = _fit(ctx, cfg, np.sort(tr_rows))  # every training row, full information
+            variants = {"offline only": [], "online refined": [], "online thumbs": [],
+                        "offline on all training rows": []}
+            for lam in lams:
+                variants["offline only"].append(base.router.route_batch(F_te, test.input_tokens, lam))
+                for mode in ("refined", "thumbs"):
+                    r = base.router.clone()
+                    replay(r, F_on, on_stream, lam, online=mode)
+                    variants[f"online {mode}"].append(r.route_batch(F_te, test.input_tokens, lam))
+                F_full = full.features(E[te_rows][~np.isnan(ctx.data.subset(te_rows).quality).any(1)])
+                variants["offline on all training rows"].append(
+                    full.router.route_batch(F_full, test.input_tokens, lam))
+            for name, choices in variants.items():
+                res.setdefault(name, {"curves": [], "lo": [], "hi": []})
+                res[name]["curves"].append(_curve(test, lams, choices))
+                res[name]["lo"].append(lo)
+                res[name]["hi"].append(hi)
+        out[f"online {ratio:.0%} of training"] = {
+            name: _band_summary(v["curves"], v["lo"], v["hi"]) for name, v in res.items()}
+    return out
+
+
+def _newllm(ctx: _Context, config: PipelineConfig, new: Sequence[str], alpha: float
+            ) -> dict[str, Any]:
+    """Train without ``new``; add them halfway through the test stream (cold start)."""
+    lams = default_lams(21)
+    res: dict[str, dict[str, list]] = {}
+    for tr_rows, te_rows in ctx.folds:
+        test, kept = _stream(ctx, te_rows)
+        E = ctx.embeddings(config.view)
+        lo, hi = _ranges(test)
+        cfg = replace(config, alpha=alpha)
+        without = [m for m in ctx.pool if m.name not in new]
+        added = [m for m in ctx.pool if m.name in new]
+        r_without = _fit(ctx, cfg, np.sort(tr_rows), pool=without)
+        r_all = _fit(ctx, cfg, np.sort(tr_rows))
+        F_wo = r_without.features(E[kept])
+        F_all = r_all.features(E[kept])
+        half = len(kept) // 2
+        variants = {"never added": [], "added halfway (online)": [],
+                    "in the pool from the start (online)": []}
+        for lam in lams:
+            variants["never added"].append(
+                replay(r_without.router.clone(), F_wo, test, lam, online="refined")["choice"])
+            events = [(half, lambda r, m=m: r.add_llm(m)) for m in added]
+            variants["added halfway (online)"].append(
+                replay(r_without.router.clone(), F_wo, test, lam, online="refined",
+                       events=events)["choice"])
+            variants["in the pool from the start (online)"].append(
+                replay(r_all.router.clone(), F_all, test, lam, online="refined")["choice"])
+        for name, choices in variants.items():
+            res.setdefault(name, {"curves": [], "lo": [], "hi": [], "share": []})
+            res[name]["curves"].append(_curve(test, lams, choices))
+            res[name]["lo"].append(lo)
+            res[name]["hi"].append(hi)
+            idx = [test.models.index(m) for m in new]
+            res[name]["share"].append(float(np.mean([np.isin(c[half:], idx).mean()
+                                                     for c in choices])))
+    return {name: {**_band_summary(v["curves"], v["lo"], v["hi"]),
+                   "share_of_second_half_to_new_llms": float(np.mean(v["share"]))}
+            for name, v in res.items()}
+
+
+def _unseen(ctx: _Context, config: PipelineConfig, alpha: float) -> dict[str, Any]:
+    """Leave each task out of training; compare with the same test rows trained in-domain."""
+    tasks = sorted(set(ctx.data.task.tolist()))
+    lams = default_lams(21)
+    E = ctx.embeddings(config.view)
+    out: dict[str, Any] = {}
+    cfg = replace(config, alpha=alpha)
+    for task in tasks:
+        res: dict[str, dict[str, list]] = {}
+        for tr_rows, te_rows in ctx.folds:
+            te_task = te_rows[ctx.data.task[te_rows] == task]
+            tr_in = tr_rows
+            tr_out = tr_rows[ctx.data.task[tr_rows] != task]
+            test, kept = _stream(ctx, te_task)
+            lo, hi = _ranges(test)
+            r_in, r_out = _fit(ctx, cfg, tr_in), _fit(ctx, cfg, tr_out)
+            F_in, F_out = r_in.features(E[kept]), r_out.features(E[kept])
+            variants = {"trained with the task": [], "task unseen": [],
+                        "task unseen + online refined": []}
+            for lam in lams:
+                variants["trained with the task"].append(
+                    r_in.router.route_batch(F_in, test.input_tokens, lam))
+                variants["task unseen"].append(
+                    r_out.router.route_batch(F_out, test.input_tokens, lam))
+                variants["task unseen + online refined"].append(
+                    replay(r_out.router.clone(), F_out, test, lam, online="refined")["choice"])
+            for name, choices in variants.items():
+                res.setdefault(name, {"curves": [], "lo": [], "hi": []})
+                res[name]["curves"].append(_curve(test, lams, choices))
+                res[name]["lo"].append(lo)
+                res[name]["hi"].append(hi)
+        out[task] = {name: _band_summary(v["curves"], v["lo"], v["hi"]) for name, v in res.items()}
+    return out
+
+
+def run_experiment(name: str, data: Any, reference: str, *, encoder: Any,
+                   config: PipelineConfig | None = None, folds: int = 5, seed: int = 0,
+                   tau: float = 2.0, ratios: Sequence[float] = (0.3, 0.5, 0.7),
+                   alpha: float = 0.05, new: Sequence[str] = (), progress: bool = False
+                   ) -> dict[str, Any]:
+    """Run one experiment; returns a JSON-ready dict with its settings and results."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose from {EXPERIMENTS}")
+    config = config or PipelineConfig()
+    ctx = _Context(data, reference, encoder, folds, seed, progress)
+    if name == "main":
+        result = _main(ctx, config, tau)
+    elif name == "tags":
+        result = _tags(ctx, config)
+    elif name == "continual":
+        result = _continual(ctx, config, ratios, alpha)
+    elif name == "newllm":
+        if not new:
+            raise ValueError("newllm needs the names of the LLMs to add (new=...)")
+        unknown = [m for m in new if m not in data.models]
+        if unknown:
+            raise KeyError(f"LLMs not in the data: {unknown}")
+        result = _newllm(ctx, config, new, alpha)
+    else:
+        result = _unseen(ctx, config, alpha)
+    return {"experiment": name, "reference": reference, "folds": folds, "seed": seed,
+            "n_prompts": len(data), "config": config.to_json(), "tau": tau,
+            "ratios": list(ratios), "alpha": alpha, "new": list(new), "results": result}
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """Tables of an experiment's results: one row per router or variant."""
+    lines: list[str] = []
+
+    def fmt(v: Any, digits: int = 1) -> str:
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    def table(d: dict[str, Any]) -> None:
+        lines.append("| router | AIQ | cost % to 95% | to 97.25% | to 100% | quality % at cost "
+                     + " / ".join(f"{b:g}%" for b in COST_BANDS) + " |")
+        lines.append("|---|---:|---:|---:|---:|---:|")
+        rows = sorted(d.items(), key=lambda kv: -kv[1]["aiq_mean"])
+        folds = None
+        for name, v in rows:
+            def reach(t: str) -> str:
+                r = v[f"reach_{t}"]
+                folds_total = len(r["per_fold"])
+                if r["mean"] is not None:
+                    return fmt(r["mean"])
+                return f"- ({r['folds_reached']}/{folds_total} folds)"
+            folds = len(v["reach_95"]["per_fold"])
+            q = " / ".join(fmt(v[f"quality_at_{b:g}"]) for b in COST_BANDS)
+            extra = ""
+            if "share_of_second_half_to_new_llms" in v:
+                extra = f" (new LLMs' share of the 2nd half: {v['share_of_second_half_to_new_llms']:.1%})"
+            lines.append(f"| {name}{extra} | {v['aiq_mean']:.3f} ± {v['aiq_std']:.3f} | "
+                         f"{reach('95')} | {reach('97.25')} | {reach('100')} | {q} |")
+        lines.append("")
+        if folds:
+            lines.append(f"Means over {folds} folds; '-' means not reached in every fold.")
+            lines.append("")
+
+    def walk(d: dict[str, Any], depth: int) -> None:
+        if all(isinstance(v, dict) and "aiq_mean" in v for v in d.values()):
+            table(d)
+            return
+        for k, v in d.items():
+            if isinstance(v, dict) and "aiq_mean" in v:
+                table({k: v})
+            else:
+                lines.append(f"{'#' * min(depth, 6)} {k}")
+                lines.append("")
+                walk(v, depth + 1)
+
+    walk(result["results"], 4)
+    return "\n".join(lines)
