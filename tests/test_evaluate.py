@@ -283,3 +283,36 @@ def test_cli_eval_on_routerbench_subset(shared_data, tmp_path):
     assert r["mixllm"]["aiq"] > r["random"]["aiq"]
     assert r["mixllm"]["cost_to_reach"]["90"] is not None
     assert out_png.stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------------------- experiments
+@pytest.mark.parametrize("name", ["main", "continual", "tags", "newllm", "unseen"])
+def test_experiments_run_and_render(name):
+    from mixllm.experiments import run_experiment, to_markdown
+
+    data = make_data(150, seed=7)
+    res = run_experiment(name, data, "big", encoder=HashEncoder(), folds=3,
+                         config=PipelineConfig(ridge=1.0), ratios=(0.5,), new=("mid",))
+    assert res["experiment"] == name and res["folds"] == 3
+    md = to_markdown(res)
+    assert md.count("| router | AIQ") >= 1
+    flat = json.dumps(res)
+    assert "aiq_mean" in flat
+    if name == "newllm":
+        r = res["results"]
+        assert r["never added"]["share_of_second_half_to_new_llms"] == 0.0
+        assert r["added halfway (online)"]["share_of_second_half_to_new_llms"] > 0.0
+    if name == "main":
+        assert "mixllm" in res["results"]["tau=2s"]
+
+
+def test_experiment_argument_errors():
+    from mixllm.experiments import run_experiment
+
+    data = make_data(60)
+    with pytest.raises(ValueError):
+        run_experiment("vibes", data, "big", encoder=HashEncoder())
+    with pytest.raises(ValueError):
+        run_experiment("newllm", data, "big", encoder=HashEncoder())
+    with pytest.raises(KeyError):
+        run_experiment("newllm", data, "big", encoder=HashEncoder(), new=("gpt-9",))
