@@ -467,3 +467,154 @@ def test_clone_is_independent(rng):
     twin.metadata["k"].append(2)
     assert "extra" not in router.names and router.metadata == {"k": [1]}
     assert twin.n_observations()["gpt-4"] == router.n_observations()["gpt-4"] + 1
+
+
+# ---------------------------------------------------------------- the shared-base representation
+# The native pool keeps a shared inverse Cholesky factor plus low-rank corrections per LLM and
+# folds an LLM into a base of its own past max_rank (cpp/include/mixllm/pool.hpp). These tests
+# drive every path of that representation against the dense float64 reference.
+
+@pytest.mark.parametrize("dim", [1, 7, 16, 17, 33])
+@pytest.mark.parametrize("max_rank", [1, 3, 8])
+def test_low_rank_corrections_and_folds_match_reference(backend, rng, dim, max_rank):
+    native = _core.Pool(dim, 2, 10**9, max_rank)
+    ref = _reference.RefPool(dim, 2, 10**9)
+    X, q, t = _data(rng, 30, dim, k=3, missing=0.3)
+    Y = np.stack([q, np.log1p(t)], axis=2)
+    for p in (native, ref):
+        p.fit(["a", "b", "c"], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0], 0.7, X, Y)
+    Xs = rng.normal(size=(40, dim))
+    for i, x in enumerate(Xs):  # weighted updates through corrections, folds and re-anchoring
+        name, w = "abc"[i % 3], (0.25, 1.0, 2.0)[i % 3]
+        y = np.array([rng.normal(), rng.normal()])
+        for p in (native, ref):
+            p.update(name, x, y, w)
+        if i == 20:
+            for p in (native, ref):
+                p.refactor(None)
+    mn, bn, _ = native.predict(Xs)
+    mr, br, _ = ref.predict(Xs)
+    np.testing.assert_allclose(mn, mr, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(bn, br, rtol=1e-8, atol=1e-9)
+    for name in "abc":
+        a, b = native.arm(name), ref.arm(name)
+        assert a["rank"] < max_rank
+        for key in ("A", "b"):
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-12, atol=1e-12)
+        for key in ("Ainv", "theta"):
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-8, atol=1e-9)
+        np.testing.assert_allclose(native.theta(name), a["theta"], rtol=0, atol=0)
+
+
+def test_fit_shares_one_base_on_full_information_data(rng):
+    dim = 24
+    native = _core.Pool(dim, 2, 4096)
+    X, q, t = _data(rng, 50, dim, k=4, missing=0.0)
+    q[3, 1] = np.nan  # one LLM misses one row: the base is the rows all four observed
+    native.fit(["a", "b", "c", "d"], [1.0] * 4, [1.0] * 4, 1.0, X,
+               np.stack([q, np.log1p(t)], axis=2))
+    snap = native.snapshot()
+    assert len(snap["bases"]) == 1
+    assert [a["rank"] for a in snap["arms"]] == [1, 0, 1, 1]  # row 3: a rank-1 correction
+    assert native.n_obs() == [50, 49, 50, 50]
+    A = native.arm("b")["A"]
+    seen = np.ones(50, bool)
+    seen[3] = False
+    np.testing.assert_allclose(A, np.eye(dim) + X[seen].T @ X[seen], rtol=1e-12, atol=1e-12)
+
+
+def test_update_after_route_reuses_the_cached_whitening(rng):
+    # Same results whether or not the update finds R x from the decision in the cache.
+    dim = 20
+    X, q, t = _data(rng, 60, dim, missing=0.0)
+    a, b = Router(POOL, dim, alpha=0.5).fit(X, q, t), Router(POOL, dim, alpha=0.5).fit(X, q, t)
+    for i in range(12):
+        d = a.route(X[i], 30)
+        a.feedback(X[i], d.llm, 0.5, 20)            # cache hit
+        b.feedback(X[i].copy() + 0.0, d.llm, 0.5, 20)  # b never routed X[i]: cache miss
+    for u, v in zip(a.predict(X), b.predict(X)):
+        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-13)
+
+
+def test_snapshot_round_trip_is_bit_exact(rng):
+    dim = 9
+    pool = _core.Pool(dim, 2, 50, 4)
+    X, q, t = _data(rng, 20, dim, k=2, missing=0.4)
+    pool.fit(["a", "b"], [1.0, 2.0], [1.0, 2.0], 1.0, X, np.stack([q, np.log1p(t)], axis=2))
+    for x in X[:6]:
+        pool.update("a", x, np.array([1.0, 2.0]), 0.5)
+    pool.set_wait("b", 1.5)
+    again = _core.Pool.from_snapshot(dim, 2, 50, 4, pool.snapshot())
+    for u, v in zip(pool.predict(X)[:2], again.predict(X)[:2]):
+        np.testing.assert_array_equal(u, v)
+    bad = pool.snapshot()
+    bad["arms"][0]["W"] = np.ones(3)
+    with pytest.raises(ValueError, match="wrong size"):
+        _core.Pool.from_snapshot(dim, 2, 50, 4, bad)
+
+
+@pytest.mark.parametrize("engine", ["native", "reference"])
+def test_lean_route_and_feedback_accept_what_the_slow_path_did(rng, engine):
+    dim = 6
+    router = Router(POOL, dim, alpha=0.2, engine=engine).fit(*_data(rng, 30, dim))
+    x = rng.normal(size=dim)
+    want = router.route(x, 12.0, lam=0.1)
+    for xs, n_in, lam in [(list(x), 12, 0.1), (tuple(x), 12.0, 0.1),
+                          (x, np.float64(12.0), np.float64(0.1)), (x, np.array([12.0]), 0.1)]:
+        d = router.route(xs, n_in, lam=lam)
+        assert d.llm == want.llm and d.names == want.names
+        np.testing.assert_allclose(d.score, want.score, rtol=1e-12)
+        assert isinstance(d.as_dict()["terms"], dict)
+    np.testing.assert_array_equal(router.route(x, 12, lam=1).score, router.route(x, 12, lam=1.0).score)
+    router.feedback(list(x), "gpt-4", np.float64(0.5), np.int64(10), weight=np.float32(0.5))
+    with pytest.raises(KeyError):
+        router.feedback(x, 3, 1.0, 10)
+    with pytest.raises(ValueError, match="shape"):
+        router.route(x[None, :], 10)
+    with pytest.raises(ValueError):
+        router.route(x.astype(complex), 10)
+    with pytest.raises(ValueError):
+        router.feedback(x, "gpt-4", True, 10)
+
+
+def test_names_memo_follows_membership_changes(rng):
+    dim = 4
+    router = Router(POOL, dim).fit(*_data(rng, 20, dim))
+    x = rng.normal(size=dim)
+    assert router.route(x, 1).names == tuple(router.names)
+    router.add_llm(LLM("new", 0.1, 0.1))
+    assert router.route(x, 1).names == tuple(router.names)
+    router.remove_llm("gpt-4")
+    d = router.route(x, 1)
+    assert d.names == tuple(router.names) and "gpt-4" not in d.names
+    router.fit(*_data(rng, 20, dim, k=len(router.names)))
+    assert router.route(x, 1).names == tuple(router.names)
+
+
+def test_load_reads_a_version_1_file(tmp_path, rng):
+    import hashlib
+    import json
+
+    dim = 5
+    router = Router(POOL, dim, alpha=0.3).fit(*_data(rng, 30, dim))
+    arrays = {}
+    llms = []
+    for k, name in enumerate(router.names):
+        s = router._pool.arm(name)
+        for key in ("A", "Ainv", "b", "theta"):
+            arrays[f"{k}.{key}"] = s[key]
+        llms.append({"name": name, "input_price": POOL[k].input_price,
+                     "output_price": POOL[k].output_price, "ttft_s": 0.5, "tokens_per_s": 50.0,
+                     "slots": 8, "n_obs": int(s["n_obs"]), "since_refactor": 0, "wait": 0.0})
+    manifest = {"format": "mixllm-router", "version": 1, "config": router._config(),
+                "llms": llms, "metadata": {},
+                "sha256": {k: hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
+                           for k, v in arrays.items()}}
+    arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)
+    path = tmp_path / "v1.npz"
+    np.savez(path, **arrays)
+    X = rng.normal(size=(10, dim))
+    for engine in ("native", "reference"):
+        loaded = Router.load(path, engine=engine)
+        for a, b in zip(loaded.predict(X), router.predict(X)):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)

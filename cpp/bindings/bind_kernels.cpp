@@ -1,6 +1,7 @@
 // Kernel entry points, exposed for the tests that hold every backend to the NumPy reference.
 #include "common.hpp"
 #include "mixllm/kernels.hpp"
+#include "mixllm/linalg.hpp"
 
 #include <algorithm>
 #include <stdexcept>
@@ -81,4 +82,84 @@ void bind_kernels(py::module_& m) {
         }
         return out;
     }, py::arg("M"), py::arg("X"));
+
+    m.def("k_gemv_rect", [](const darray& M, const darray& x) {
+        require(M.ndim() == 2 && x.ndim() == 1 && M.shape(1) == x.shape(0),
+                "M must be 2-d with as many columns as x has entries");
+        const std::size_t rows = static_cast<std::size_t>(M.shape(0));
+        const std::size_t n = static_cast<std::size_t>(M.shape(1));
+        darray y(static_cast<py::ssize_t>(rows));
+        double* py_ = y.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            mixllm::kernels().gemv_rect(M.data(), x.data(), py_, rows, n);
+        }
+        return y;
+    }, py::arg("M"), py::arg("x"));
+
+    m.def("k_tpmv", [](const darray& Rp, const darray& x) {
+        require(x.ndim() == 1 && Rp.ndim() == 1, "Rp and x must be 1-d");
+        const std::size_t n = static_cast<std::size_t>(x.shape(0));
+        require(static_cast<std::size_t>(Rp.shape(0)) == mixllm::packed_row(n),
+                "Rp must hold n(n+1)/2 entries (packed lower triangle)");
+        darray y(static_cast<py::ssize_t>(n));
+        double* py_ = y.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            mixllm::kernels().tpmv(Rp.data(), x.data(), py_, n);
+        }
+        return y;
+    }, py::arg("Rp"), py::arg("x"));
+
+    m.def("k_tpmm", [](const darray& Rp, const darray& X) {
+        require(X.ndim() == 2 && Rp.ndim() == 1, "Rp must be 1-d and X 2-d");
+        const std::size_t B = static_cast<std::size_t>(X.shape(0));
+        const std::size_t n = static_cast<std::size_t>(X.shape(1));
+        require(static_cast<std::size_t>(Rp.shape(0)) == mixllm::packed_row(n),
+                "Rp must hold n(n+1)/2 entries (packed lower triangle)");
+        darray Y({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(n)});
+        double* py_ = Y.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            mixllm::kernels().tpmm(Rp.data(), X.data(), B, n, py_);
+        }
+        return Y;
+    }, py::arg("Rp"), py::arg("X"));
+
+    m.def("k_pack_panels", [](const darray& Rp, std::size_t n) {
+        require(Rp.ndim() == 1 && static_cast<std::size_t>(Rp.shape(0)) == mixllm::packed_row(n),
+                "Rp must hold n(n+1)/2 entries (packed lower triangle)");
+        darray P(static_cast<py::ssize_t>(mixllm::panel_size(n)));
+        mixllm::pack_panels(Rp.data(), P.mutable_data(), n);
+        return P;
+    }, py::arg("Rp"), py::arg("n"));
+
+    m.def("k_panel_mv", [](const darray& P, const darray& x) {
+        require(x.ndim() == 1 && P.ndim() == 1, "P and x must be 1-d");
+        const std::size_t n = static_cast<std::size_t>(x.shape(0));
+        require(static_cast<std::size_t>(P.shape(0)) == mixllm::panel_size(n),
+                "P must hold panel_size(n) entries (panel layout)");
+        darray y(static_cast<py::ssize_t>(n));
+        double* py_ = y.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            mixllm::kernels().panel_mv(P.data(), x.data(), py_, n);
+        }
+        return y;
+    }, py::arg("P"), py::arg("x"));
+
+    m.def("k_panel_mm", [](const darray& P, const darray& X) {
+        require(X.ndim() == 2 && P.ndim() == 1, "P must be 1-d and X 2-d");
+        const std::size_t B = static_cast<std::size_t>(X.shape(0));
+        const std::size_t n = static_cast<std::size_t>(X.shape(1));
+        require(static_cast<std::size_t>(P.shape(0)) == mixllm::panel_size(n),
+                "P must hold panel_size(n) entries (panel layout)");
+        darray Y({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(n)});
+        double* py_ = Y.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            mixllm::kernels().panel_mm(P.data(), X.data(), B, n, py_);
+        }
+        return Y;
+    }, py::arg("P"), py::arg("X"));
 }

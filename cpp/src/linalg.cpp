@@ -68,4 +68,13 @@ bool spd_inverse(const double* A, double* Ainv, std::size_t n, double* work) {
     return true;
 }
 
+void pack_panels(const double* R, double* P, std::size_t n) {
+    std::fill(P, P + panel_size(n), 0.0);
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t p = i / kPanel, r = i % kPanel;
+        double* Pp = P + panel_offset(p);
+        for (std::size_t j = 0; j <= i; ++j) Pp[kPanel * j + r] = R[packed_row(i) + j];
+    }
+}
+
 }  // namespace mixllm

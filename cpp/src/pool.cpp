@@ -56,9 +56,27 @@ std::shared_ptr<const Base> dense_base(std::vector<double> A, std::size_t d, con
     if (!inverse_cholesky_factor(A.data(), B->R.data(), d, work.data()))
         throw std::runtime_error("design matrix of '" + who +
                                  "' is not positive definite; increase ridge");
+    B->P.resize(panel_size(d));
+    pack_panels(B->R.data(), B->P.data(), d);
     B->A = std::move(A);
     B->id = next_base_id();
     return B;
+}
+
+// A += U^T U for r rows U (r x d): one pass over A with dots of length r (the rows of U^T),
+// instead of r rank-1 passes over the whole of A.
+void add_gram(std::vector<double>& A, const double* U, std::size_t r, std::size_t d) {
+    if (r == 0) return;
+    const Kernels& K = kernels();
+    std::vector<double> Ut(d * r);
+    for (std::size_t i = 0; i < r; ++i)
+        for (std::size_t j = 0; j < d; ++j) Ut[j * r + i] = U[i * d + j];
+    for (std::size_t i = 0; i < d; ++i)
+        for (std::size_t j = 0; j <= i; ++j) {
+            const double v = K.dot(Ut.data() + i * r, Ut.data() + j * r, r);
+            A[i * d + j] += v;
+            if (j != i) A[j * d + i] += v;
+        }
 }
 
 // (I + W W^T)^{-1}, r x r, exactly (Cholesky).
@@ -145,7 +163,7 @@ void Pool::whiten(const Base& B, const double* x, double* v) const {
         const double c = 1.0 / std::sqrt(B.scalar);
         for (std::size_t i = 0; i < dim_; ++i) v[i] = c * x[i];
     } else {
-        kernels().tpmv(B.R.data(), x, v, dim_);
+        kernels().panel_mv(B.P.data(), x, v, dim_);
     }
 }
 
@@ -324,7 +342,7 @@ void Pool::refactor_locked(ArmState& s) const {
 void Pool::fold_locked(ArmState& s) const {
     const std::size_t d = dim_, T = n_targets_;
     std::vector<double> A = base_matrix(*s.base, d);
-    for (std::size_t j = 0; j < s.rank; ++j) kernels().syr(A.data(), s.U.data() + j * d, 1.0, d);
+    add_gram(A, s.U.data(), s.rank, d);
     std::shared_ptr<const Base> B = dense_base(std::move(A), d, s.name);
     std::vector<double> beta(T * d);
     for (std::size_t t = 0; t < T; ++t) whiten(*B, s.b.data() + t * d, beta.data() + t * d);
@@ -349,19 +367,31 @@ void Pool::refactor_all() {
 void Pool::append_row(ArmState& s, const double* u, const double* w, const double* y) const {
     const std::size_t d = dim_, T = n_targets_, r = s.rank;
     const Kernels& K = kernels();
-    std::vector<double> c(r), g(r, 0.0);
-    if (r > 0) K.gemv_rect(s.W.data(), w, c.data(), r, d);
-    for (std::size_t i = 0; i < r; ++i) g[i] = K.dot(s.Cinv.data() + i * r, c.data(), r);
-    const double sigma = 1.0 + K.dot(w, w, d) - K.dot(c.data(), g.data(), r);
+    if (s.W.capacity() < max_rank_ * d) {  // no reallocation while the rank grows
+        s.U.reserve(max_rank_ * d), s.W.reserve(max_rank_ * d);
+        s.Cinv.reserve(max_rank_ * max_rank_), s.omega.reserve(max_rank_ * T);
+    }
+    thread_local std::vector<double> cg;
+    if (cg.size() < 2 * r) cg.resize(2 * r);
+    double *c = cg.data(), *g = c + r;
+    if (r > 0) K.gemv_rect(s.W.data(), w, c, r, d);
+    for (std::size_t i = 0; i < r; ++i) g[i] = K.dot(s.Cinv.data() + i * r, c, r);
+    const double sigma = 1.0 + K.dot(w, w, d) - K.dot(c, g, r);
     if (!(sigma > 0.0) || !std::isfinite(sigma))
         throw std::runtime_error("update of '" + s.name + "' is not numerically valid");
-    std::vector<double> Cn((r + 1) * (r + 1));
+    // Bordered inverse, in place: rows move from stride r to stride r + 1 (last row first, so
+    // that no row is overwritten before it moves), then Cinv += g g^T / sigma and the border.
+    s.Cinv.resize((r + 1) * (r + 1));
+    double* C = s.Cinv.data();
+    for (std::size_t i = r; i-- > 0;) std::memmove(C + i * (r + 1), C + i * r, r * sizeof(double));
+    const double inv_sigma = 1.0 / sigma;
     for (std::size_t i = 0; i < r; ++i) {
-        for (std::size_t j = 0; j < r; ++j)
-            Cn[i * (r + 1) + j] = s.Cinv[i * r + j] + g[i] * g[j] / sigma;
-        Cn[i * (r + 1) + r] = Cn[r * (r + 1) + i] = -g[i] / sigma;
+        const double gi = g[i] * inv_sigma;
+        double* Ci = C + i * (r + 1);
+        for (std::size_t j = 0; j < r; ++j) Ci[j] += gi * g[j];
+        Ci[r] = C[r * (r + 1) + i] = -gi;
     }
-    Cn[r * (r + 1) + r] = 1.0 / sigma;
+    C[r * (r + 1) + r] = inv_sigma;
     for (std::size_t t = 0; t < T; ++t) {
         double* bt = s.b.data() + t * d;
         double* be = s.beta.data() + t * d;
@@ -372,7 +402,6 @@ void Pool::append_row(ArmState& s, const double* u, const double* w, const doubl
     for (std::size_t t = 0; t < T; ++t) s.omega.push_back(K.dot(w, s.beta.data() + t * d, d));
     s.U.insert(s.U.end(), u, u + d);
     s.W.insert(s.W.end(), w, w + d);
-    s.Cinv.swap(Cn);
     s.rank = r + 1;
 }
 
@@ -385,7 +414,10 @@ void Pool::update(const std::string& name, const double* x, const double* y, dou
     const double sw = std::sqrt(weight);
     std::unique_lock lock(mu_);
     ArmState& s = *arms_[index_of(name)];
-    if (!cache_get(s.base->id, x, v)) whiten(*s.base, x, v);
+    if (!cache_get(s.base->id, x, v)) {
+        whiten(*s.base, x, v);
+        cache_put(s.base->id, x, v);  // repeated feedback on one query (several LLMs, thumbs)
+    }
     for (std::size_t j = 0; j < d; ++j) u[j] = sw * x[j], w[j] = sw * v[j];
     for (std::size_t t = 0; t < T; ++t) ys[t] = sw * y[t];
     append_row(s, u, w, ys);
@@ -409,10 +441,9 @@ void Pool::update_batch(const std::string& name, const double* X, const double* 
     } else {
         // Fold the existing rows and the batch into a base of its own in one factorisation.
         std::vector<double> A = base_matrix(*next.base, d);
-        const Kernels& K = kernels();
-        for (std::size_t j = 0; j < next.rank; ++j) K.syr(A.data(), next.U.data() + j * d, 1.0, d);
+        add_gram(A, next.U.data(), next.rank, d);
+        add_gram(A, X, n, d);
         for (std::size_t r = 0; r < n; ++r) {
-            K.syr(A.data(), X + r * d, 1.0, d);
             for (std::size_t t = 0; t < T; ++t)
                 for (std::size_t j = 0; j < d; ++j) next.b[t * d + j] += Y[r * T + t] * X[r * d + j];
         }
@@ -458,7 +489,7 @@ void Pool::evaluate(const double* X, std::size_t B, F&& per_arm_row) const {
                 const double c = 1.0 / std::sqrt(Bs.scalar);
                 for (std::size_t i = 0; i < nb * d; ++i) V[i] = c * Xc[i];
             } else {
-                K.tpmm(Bs.R.data(), Xc, nb, d, V);
+                K.panel_mm(Bs.P.data(), Xc, nb, d, V);
             }
             for (std::size_t r = 0; r < nb; ++r)
                 vvall[bi * nb_max + r] = K.dot(V + r * d, V + r * d, d);
@@ -647,6 +678,8 @@ std::unique_ptr<Pool> Pool::from_snapshot(std::size_t dim, std::size_t n_targets
             bad("base matrices of the wrong size");
         }
         b.id = next_base_id();
+        b.P.assign(b.scalar > 0.0 ? 0 : panel_size(d), 0.0);
+        if (b.scalar <= 0.0) pack_panels(b.R.data(), b.P.data(), d);
         bases.push_back(std::make_shared<const Base>(std::move(b)));
     }
     if (s.arm_base.size() != s.arms.size()) bad("one base index per arm");

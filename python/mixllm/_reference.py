@@ -101,6 +101,43 @@ def tpmm(Rp: np.ndarray, X: np.ndarray) -> np.ndarray:
     return X @ unpack_lower(Rp, X.shape[1]).T
 
 
+PANEL = 8
+
+
+def pack_panels(Rp: np.ndarray, n: int) -> np.ndarray:
+    """A packed lower triangle in the panel layout of the native hot path: panels of ``PANEL``
+    rows; panel ``p`` stores its first ``min(PANEL (p + 1), n)`` columns, column-interleaved
+    (``PANEL`` consecutive values per column), zero above the diagonal and past row ``n``."""
+    R = unpack_lower(Rp, n)
+    out = []
+    for p in range(-(-n // PANEL)):
+        rows = np.zeros((PANEL, min(PANEL * (p + 1), n)))
+        block = R[PANEL * p:PANEL * (p + 1), :rows.shape[1]]
+        rows[:block.shape[0]] = block
+        out.append(rows.T.ravel())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def panel_mv(P: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``R x`` for ``R`` in the panel layout (see :func:`pack_panels`)."""
+    x = np.asarray(x, np.float64)
+    n = x.shape[0]
+    y = np.zeros(n)
+    off = 0
+    for p in range(-(-n // PANEL)):
+        c = min(PANEL * (p + 1), n)
+        block = np.asarray(P[off:off + PANEL * c]).reshape(c, PANEL).T  # (PANEL, c)
+        rows = min(PANEL, n - PANEL * p)
+        y[PANEL * p:PANEL * p + rows] = (block @ x[:c])[:rows]
+        off += PANEL * c
+    return y
+
+
+def panel_mm(P: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """``R x_b`` for every row of ``X``, ``R`` in the panel layout."""
+    return np.array([panel_mv(P, x) for x in np.asarray(X, np.float64)]).reshape(np.shape(X))
+
+
 def inverse_cholesky_factor(A: np.ndarray) -> np.ndarray:
     """Packed ``R = L^{-1}`` for ``A = L L^T``, so that ``A^{-1} = R^T R``."""
     L = np.linalg.cholesky(np.asarray(A, np.float64))

@@ -42,6 +42,9 @@ _READABLE_VERSIONS = (1, 2)
 _TERMS = ("quality", "output_tokens", "cost", "bonus", "penalty", "score")
 
 
+_new_decision = object.__new__
+
+
 class StateError(ValueError):
     """A saved router file is missing, of another format or version, or corrupted."""
 
@@ -486,8 +489,13 @@ class Router:
             names = memo[1]
         else:
             self._names_memo = (version, names)  # one reference: atomic for other threads
-        q, tok, cost, bonus, pen, score = terms  # rows of a fresh (6, K) array
-        return Decision(names[k], k, names, q, tok, cost, bonus, pen, score)
+        # Rows of a fresh (6, K) array; built without the frozen dataclass's checked
+        # __init__ (about 2 us), with exactly the fields it would set.
+        d = _new_decision(Decision)
+        q, tok, cost, bonus, pen, score = terms
+        d.__dict__.update(llm=names[k], index=k, names=names, quality=q, output_tokens=tok,
+                          cost=cost, bonus=bonus, penalty=pen, score=score)
+        return d
 
     def route_batch(self, X: Any, input_tokens: Any, lam: float | None = None) -> np.ndarray:
         """Choose an LLM for each row of ``X``; returns indices into :attr:`names`."""

@@ -32,7 +32,24 @@ struct Kernels {
     // Y_b = R x_b for the B rows of X (row-major B x n) into Y (B x n); R is streamed once per
     // block of queries (the batch path's whitening of the queries).
     void (*tpmm)(const double* R, const double* X, std::size_t B, std::size_t n, double* Y);
+    // The same products on the panel layout (see panel_offset): y = R x, and Y_b = R x_b for
+    // the B rows of X. Panels stream R once per call with no horizontal sums, so these are the
+    // hot path of a decision (L2-bandwidth bound) and of a batch (FMA bound).
+    void (*panel_mv)(const double* P, const double* x, double* y, std::size_t n);
+    void (*panel_mm)(const double* P, const double* X, std::size_t B, std::size_t n, double* Y);
 };
+
+// Panel layout of a lower-triangular n x n R: rows in panels of kPanel; panel p (rows
+// kPanel p .. kPanel p + kPanel - 1) stores its columns j = 0 .. c_p - 1, c_p = min(kPanel (p + 1),
+// n), column-interleaved: entry (kPanel p + r, j) at panel_offset(p) + kPanel j + r, with zeros
+// above the diagonal and in the rows past n.
+constexpr std::size_t kPanel = 8;
+constexpr std::size_t panel_count(std::size_t n) { return (n + kPanel - 1) / kPanel; }
+constexpr std::size_t panel_offset(std::size_t p) { return kPanel * kPanel * p * (p + 1) / 2; }
+constexpr std::size_t panel_size(std::size_t n) {
+    // Every panel but the last is full; the last has n columns.
+    return n == 0 ? 0 : panel_offset(panel_count(n) - 1) + kPanel * n;
+}
 
 // Offset of row i in a packed lower-triangular matrix.
 constexpr std::size_t packed_row(std::size_t i) { return i * (i + 1) / 2; }

@@ -16,4 +16,8 @@ bool spd_inverse(const double* A, double* Ainv, std::size_t n, double* work);
 // Returns false (and leaves R untouched) if A is not numerically positive definite.
 bool inverse_cholesky_factor(const double* A, double* R, std::size_t n, double* work);
 
+// The packed-by-rows lower triangle R (see packed_row) in the panel layout of the hot-path
+// kernels (see panel_offset); P must hold panel_size(n) doubles. A pure copy: bit-exact.
+void pack_panels(const double* R, double* P, std::size_t n);
+
 }  // namespace mixllm

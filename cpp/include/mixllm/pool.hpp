@@ -64,6 +64,7 @@ struct Base {
     double scalar = 0.0;      // > 0: G = scalar * I and R = I / sqrt(scalar); A and R empty
     std::vector<double> A;    // G, d x d
     std::vector<double> R;    // L^{-1}, packed lower triangle (packed_row), d(d+1)/2
+    std::vector<double> P;    // the same R in the panel layout of the hot path (panel_offset)
 };
 
 struct ArmState {

@@ -7,7 +7,12 @@
 //   gemv_rect  y_i = sum_j M_ij x_j            (M m x n)
 //   tpmv       y_i = sum_{j<=i} R_ij x_j       (R lower triangular, packed by rows)
 //   tpmm       Y_bi = sum_{j<=i} R_ij X_bj, four queries per pass over R
+//   panel_mv   y_i = sum_{j<=i} R_ij x_j       (panel layout: two registers a panel, x_j
+//                                               broadcast)
+//   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (panel layout, four queries per pass)
 #include <immintrin.h>
+
+#include <algorithm>
 
 #include "mixllm/kernels.hpp"
 
@@ -128,10 +133,68 @@ void tpmm(const double* R, const double* X, std::size_t B, std::size_t n, double
     for (; b < B; ++b) tpmv(R, X + b * n, Y + b * n, n);
 }
 
+// The 8 rows of a panel leave in two registers; rows past n are not written.
+inline void store_panel(double* y, std::size_t p, std::size_t n, __m256d lo, __m256d hi) {
+    alignas(32) double t[8];
+    _mm256_store_pd(t, lo);
+    _mm256_store_pd(t + 4, hi);
+    const std::size_t rows = std::min(kPanel, n - kPanel * p);
+    for (std::size_t r = 0; r < rows; ++r) y[kPanel * p + r] = t[r];
+}
+
+void panel_mv(const double* P, const double* x, double* y, std::size_t n) {
+    static_assert(kPanel == 8, "one panel in two AVX2 registers");
+    for (std::size_t p = 0; p < panel_count(n); ++p) {
+        const double* Pp = P + panel_offset(p);
+        const std::size_t c = std::min(kPanel * (p + 1), n);
+        __m256d l0 = _mm256_setzero_pd(), h0 = _mm256_setzero_pd();
+        __m256d l1 = _mm256_setzero_pd(), h1 = _mm256_setzero_pd();
+        std::size_t j = 0;
+        for (; j + 2 <= c; j += 2) {
+            const __m256d x0 = _mm256_broadcast_sd(x + j), x1 = _mm256_broadcast_sd(x + j + 1);
+            l0 = _mm256_fmadd_pd(_mm256_loadu_pd(Pp + 8 * j), x0, l0);
+            h0 = _mm256_fmadd_pd(_mm256_loadu_pd(Pp + 8 * j + 4), x0, h0);
+            l1 = _mm256_fmadd_pd(_mm256_loadu_pd(Pp + 8 * j + 8), x1, l1);
+            h1 = _mm256_fmadd_pd(_mm256_loadu_pd(Pp + 8 * j + 12), x1, h1);
+        }
+        if (j < c) {
+            const __m256d x0 = _mm256_broadcast_sd(x + j);
+            l0 = _mm256_fmadd_pd(_mm256_loadu_pd(Pp + 8 * j), x0, l0);
+            h0 = _mm256_fmadd_pd(_mm256_loadu_pd(Pp + 8 * j + 4), x0, h0);
+        }
+        store_panel(y, p, n, _mm256_add_pd(l0, l1), _mm256_add_pd(h0, h1));
+    }
+}
+
+void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, double* Y) {
+    std::size_t b = 0;
+    for (; b + 4 <= B; b += 4) {
+        const double* Xb = X + b * n;
+        double* Yb = Y + b * n;
+        for (std::size_t p = 0; p < panel_count(n); ++p) {
+            const double* Pp = P + panel_offset(p);
+            const std::size_t c = std::min(kPanel * (p + 1), n);
+            __m256d lo[4], hi[4];
+            for (int q = 0; q < 4; ++q) lo[q] = _mm256_setzero_pd(), hi[q] = _mm256_setzero_pd();
+            for (std::size_t j = 0; j < c; ++j) {
+                const __m256d rl = _mm256_loadu_pd(Pp + 8 * j), rh = _mm256_loadu_pd(Pp + 8 * j + 4);
+                for (int q = 0; q < 4; ++q) {
+                    const __m256d xq = _mm256_broadcast_sd(Xb + q * n + j);
+                    lo[q] = _mm256_fmadd_pd(rl, xq, lo[q]);
+                    hi[q] = _mm256_fmadd_pd(rh, xq, hi[q]);
+                }
+            }
+            for (int q = 0; q < 4; ++q) store_panel(Yb + q * n, p, n, lo[q], hi[q]);
+        }
+    }
+    for (; b < B; ++b) panel_mv(P, X + b * n, Y + b * n, n);
+}
+
 }  // namespace
 
 const Kernels& avx2_kernels() {
-    static const Kernels k{"avx2", dot, gemv, quad, syr, quad_batch, gemv_rect, tpmv, tpmm};
+    static const Kernels k{"avx2", dot,      gemv,    quad,    syr,     quad_batch,
+                           gemv_rect, tpmv, tpmm, panel_mv, panel_mm};
     return k;
 }
 

@@ -8,7 +8,12 @@
 //   gemv_rect  y_i = sum_j M_ij x_j            (M m x n)
 //   tpmv       y_i = sum_{j<=i} R_ij x_j       (R lower triangular, packed by rows)
 //   tpmm       Y_bi = sum_{j<=i} R_ij X_bj, four queries per pass over R
+//   panel_mv   y_i = sum_{j<=i} R_ij x_j       (panel layout: one 8-row panel a register,
+//                                               x_j broadcast, four accumulators)
+//   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (panel layout, eight queries per pass)
 #include <immintrin.h>
+
+#include <algorithm>
 
 #include "mixllm/kernels.hpp"
 
@@ -133,10 +138,60 @@ void tpmm(const double* R, const double* X, std::size_t B, std::size_t n, double
     for (; b < B; ++b) tpmv(R, X + b * n, Y + b * n, n);
 }
 
+inline __mmask8 row_mask(std::size_t p, std::size_t n) {
+    const std::size_t left = n - kPanel * p;
+    return left >= kPanel ? static_cast<__mmask8>(0xFF) : tail_mask(left);
+}
+
+void panel_mv(const double* P, const double* x, double* y, std::size_t n) {
+    static_assert(kPanel == 8, "one panel per AVX-512 register");
+    for (std::size_t p = 0; p < panel_count(n); ++p) {
+        const double* Pp = P + panel_offset(p);
+        const std::size_t c = std::min(kPanel * (p + 1), n);
+        __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+        __m512d a2 = _mm512_setzero_pd(), a3 = _mm512_setzero_pd();
+        std::size_t j = 0;
+        for (; j + 4 <= c; j += 4) {
+            a0 = _mm512_fmadd_pd(_mm512_loadu_pd(Pp + 8 * j), _mm512_set1_pd(x[j]), a0);
+            a1 = _mm512_fmadd_pd(_mm512_loadu_pd(Pp + 8 * j + 8), _mm512_set1_pd(x[j + 1]), a1);
+            a2 = _mm512_fmadd_pd(_mm512_loadu_pd(Pp + 8 * j + 16), _mm512_set1_pd(x[j + 2]), a2);
+            a3 = _mm512_fmadd_pd(_mm512_loadu_pd(Pp + 8 * j + 24), _mm512_set1_pd(x[j + 3]), a3);
+        }
+        for (; j < c; ++j) a0 = _mm512_fmadd_pd(_mm512_loadu_pd(Pp + 8 * j), _mm512_set1_pd(x[j]), a0);
+        const __m512d s = _mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3));
+        _mm512_mask_storeu_pd(y + kPanel * p, row_mask(p, n), s);
+    }
+}
+
+template <std::size_t Q>
+inline void panel_block(const double* P, const double* X, std::size_t n, double* Y) {
+    for (std::size_t p = 0; p < panel_count(n); ++p) {
+        const double* Pp = P + panel_offset(p);
+        const std::size_t c = std::min(kPanel * (p + 1), n);
+        __m512d acc[Q];
+        for (std::size_t q = 0; q < Q; ++q) acc[q] = _mm512_setzero_pd();
+        for (std::size_t j = 0; j < c; ++j) {
+            const __m512d r = _mm512_loadu_pd(Pp + 8 * j);
+            for (std::size_t q = 0; q < Q; ++q)
+                acc[q] = _mm512_fmadd_pd(r, _mm512_set1_pd(X[q * n + j]), acc[q]);
+        }
+        const __mmask8 m = row_mask(p, n);
+        for (std::size_t q = 0; q < Q; ++q) _mm512_mask_storeu_pd(Y + q * n + kPanel * p, m, acc[q]);
+    }
+}
+
+void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, double* Y) {
+    std::size_t b = 0;
+    for (; b + 8 <= B; b += 8) panel_block<8>(P, X + b * n, n, Y + b * n);
+    for (; b + 4 <= B; b += 4) panel_block<4>(P, X + b * n, n, Y + b * n);
+    for (; b < B; ++b) panel_mv(P, X + b * n, Y + b * n, n);
+}
+
 }  // namespace
 
 const Kernels& avx512_kernels() {
-    static const Kernels k{"avx512", dot, gemv, quad, syr, quad_batch, gemv_rect, tpmv, tpmm};
+    static const Kernels k{"avx512", dot,      gemv,    quad,    syr,     quad_batch,
+                           gemv_rect, tpmv, tpmm, panel_mv, panel_mm};
     return k;
 }
 

@@ -7,7 +7,11 @@
 //   gemv_rect  y_i = sum_j M_ij x_j            (M m x n)
 //   tpmv       y_i = sum_{j<=i} R_ij x_j       (R lower triangular, packed by rows)
 //   tpmm       Y_bi = sum_{j<=i} R_ij X_bj
+//   panel_mv   y_i = sum_{j<=i} R_ij x_j       (R in the panel layout, kernels.hpp)
+//   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (R in the panel layout)
 #include "mixllm/kernels.hpp"
+
+#include <algorithm>
 
 namespace mixllm {
 namespace {
@@ -52,10 +56,27 @@ void tpmm(const double* R, const double* X, std::size_t B, std::size_t n, double
     for (std::size_t b = 0; b < B; ++b) tpmv(R, X + b * n, Y + b * n, n);
 }
 
+void panel_mv(const double* P, const double* x, double* y, std::size_t n) {
+    for (std::size_t p = 0; p < panel_count(n); ++p) {
+        const double* Pp = P + panel_offset(p);
+        const std::size_t c = std::min(kPanel * (p + 1), n);
+        for (std::size_t r = 0; r < kPanel && kPanel * p + r < n; ++r) {
+            double s = 0.0;
+            for (std::size_t j = 0; j < c; ++j) s += Pp[kPanel * j + r] * x[j];
+            y[kPanel * p + r] = s;
+        }
+    }
+}
+
+void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, double* Y) {
+    for (std::size_t b = 0; b < B; ++b) panel_mv(P, X + b * n, Y + b * n, n);
+}
+
 }  // namespace
 
 const Kernels& scalar_kernels() {
-    static const Kernels k{"scalar", dot, gemv, quad, syr, quad_batch, gemv_rect, tpmv, tpmm};
+    static const Kernels k{"scalar", dot,      gemv,    quad,    syr,     quad_batch,
+                           gemv_rect, tpmv, tpmm, panel_mv, panel_mm};
     return k;
 }
 
