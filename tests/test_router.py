@@ -618,3 +618,21 @@ def test_load_reads_a_version_1_file(tmp_path, rng):
         loaded = Router.load(path, engine=engine)
         for a, b in zip(loaded.predict(X), router.predict(X)):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_bench_runs_and_reports_the_documented_keys(tmp_path):
+    import argparse
+    import json
+
+    from mixllm import bench
+
+    parser = argparse.ArgumentParser()
+    bench.register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "bench.json"
+    args = parser.parse_args(["bench", "--dim", "17", "--k", "3", "--batch", "8", "--n", "20",
+                              "--json", str(out)])
+    assert args.func(args) == 0
+    res = json.loads(out.read_text())
+    assert res["d"] == 17 and res["k"] == 3
+    for key in ("decision_us", "update_us", "batch_qps"):
+        assert set(res[key]) == {"mixllm", "numpy"} and all(v > 0 for v in res[key].values())

@@ -1,0 +1,162 @@
+"""``mixllm bench``: routing-core figures for mixllm and a NumPy LinUCB, measured in one run.
+
+Decision (``Router.route`` from Python, returning the Decision), online update
+(``Router.feedback`` right after the decision on the same query, the serving cycle), and batch
+routing (``Router.route_batch``) at ``d`` features (intercept included) and ``k`` LLMs, after
+``Router.fit`` on full-information data. The NumPy baseline is the same float64 maths written
+the way a NumPy user would (one stacked ``(k, d, d)`` inverse); both are checked to make the
+same decisions before timing. Figures are medians of single calls (per-call wall time,
+``time.perf_counter_ns``); ``update_mean_us`` includes the amortised folds of the low-rank
+corrections (see ``cpp/include/mixllm/pool.hpp``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .router import LLM, Router
+
+__all__ = ["NumpyLinUCB", "make_router", "run", "register"]
+
+
+class NumpyLinUCB:
+    """Stacked float64 state and the MixLLM score, written the way a NumPy user would."""
+
+    def __init__(self, router: Router) -> None:
+        arms = [router._pool.arm(n) for n in router.names]
+        self.Ainv = np.stack([a["Ainv"] for a in arms])                   # (K, d, d)
+        self.theta = np.stack([a["theta"] for a in arms])                 # (K, 2, d)
+        self.pin = np.array([a["input_price"] for a in arms])
+        self.pout = np.array([a["output_price"] for a in arms])
+        self.alpha = router.alpha
+
+    def decide(self, z: np.ndarray, n_in: float, inv_lam: float) -> int:
+        means = self.theta @ z                                            # (K, 2)
+        bonus = np.sqrt(np.maximum(np.einsum("kij,j->ki", self.Ainv, z) @ z, 0.0))
+        tok = np.expm1(np.clip(means[:, 1], 0.0, 20.0))
+        cost = (n_in * self.pin + tok * self.pout) * 1e-6
+        return int(np.argmax(means[:, 0] - cost * inv_lam + self.alpha * bonus))
+
+    def decide_batch(self, Z: np.ndarray, n_in: np.ndarray, inv_lam: float) -> np.ndarray:
+        means = np.einsum("ktd,bd->bkt", self.theta, Z)
+        AZ = np.einsum("kij,bj->bki", self.Ainv, Z)
+        bonus = np.sqrt(np.maximum(np.einsum("bki,bi->bk", AZ, Z), 0.0))
+        tok = np.expm1(np.clip(means[:, :, 1], 0.0, 20.0))
+        cost = (n_in[:, None] * self.pin + tok * self.pout) * 1e-6
+        return np.argmax(means[:, :, 0] - cost * inv_lam + self.alpha * bonus, axis=1)
+
+    def update(self, k: int, z: np.ndarray, y: np.ndarray) -> None:
+        u = self.Ainv[k] @ z
+        denom = 1.0 + z @ u
+        self.Ainv[k] -= np.outer(u, u) / denom
+        self.theta[k] += np.outer((y - self.theta[k] @ z) / denom, u)
+
+
+def make_router(d: int, k: int, n_queries: int = 256, seed: int = 0) -> tuple[Router, np.ndarray]:
+    """A router fitted on ``2 d`` full-information rows (``d - 1`` features + intercept),
+    and ``n_queries`` unit-norm queries."""
+    rng = np.random.default_rng(seed)
+    pool = [LLM(f"m{i}", float(rng.uniform(0.1, 10)), float(rng.uniform(0.1, 30))) for i in range(k)]
+    router = Router(pool, d - 1, alpha=0.1)
+    n = 2 * d
+    X = rng.normal(size=(n, d - 1))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    router.fit(X, rng.random((n, k)), rng.integers(1, 500, (n, k)).astype(float))
+    Q = rng.normal(size=(n_queries, d - 1))
+    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    return router, Q
+
+
+def _times_us(f, n: int) -> np.ndarray:
+    out = np.empty(n)
+    for i in range(n):
+        t = time.perf_counter_ns()
+        f(i)
+        out[i] = (time.perf_counter_ns() - t) / 1e3
+    return out
+
+
+def run(d: int = 385, k: int = 11, batch: int = 256, n: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Measure both implementations; returns the figures as a JSON-ready dict."""
+    router, Q = make_router(d, k, batch, seed)
+    ref = NumpyLinUCB(router)
+    lam, inv_lam, n_in = 0.01, 100.0, 100.0
+    Z = np.hstack([Q, np.ones((len(Q), 1))])
+    nq = len(Q)
+    # Same decisions first: the figures compare like with like.
+    np.testing.assert_array_equal(ref.decide_batch(Z, np.full(nq, n_in), inv_lam),
+                                  router.route_batch(Q, np.full(nq, n_in), lam=lam))
+
+    # Decisions on a fixed state (the NumPy baseline cannot be updated and stay comparable).
+    mix_dec = _times_us(lambda i: router.route(Q[i % nq], n_in, lam=lam), n)
+    np_dec = _times_us(lambda i: ref.decide(Z[i % nq], n_in, inv_lam), n)
+
+    # The serving cycle: route a query, then learn from the routed LLM on that query.
+    cyc, _ = make_router(d, k, batch, seed)
+    ref_u = NumpyLinUCB(cyc)
+    upd = np.empty(n)
+    for i in range(n):
+        x = Q[i % nq]
+        dec = cyc.route(x, n_in, lam=lam)
+        t = time.perf_counter_ns()
+        cyc.feedback(x, dec.llm, 0.7, 120.0)
+        upd[i] = (time.perf_counter_ns() - t) / 1e3
+    y = np.array([0.7, np.log1p(120.0)])
+    np_upd = _times_us(lambda i: ref_u.update(i % k, Z[i % nq], y), min(n, 500))
+    after = _times_us(lambda i: cyc.route(Q[i % nq], n_in, lam=lam), min(n, 500))
+
+    n_batch = np.full(nq, n_in)
+    mix_b = _times_us(lambda i: router.route_batch(Q, n_batch, lam=lam), max(10, n // 50))
+    np_b = _times_us(lambda i: ref.decide_batch(Z, n_batch, inv_lam), max(5, n // 200))
+    med = lambda a: float(np.median(a))  # noqa: E731
+    return {
+        "d": d, "k": k, "batch": nq,
+        "decision_us": {"mixllm": med(mix_dec), "numpy": med(np_dec)},
+        "update_us": {"mixllm": med(upd), "numpy": med(np_upd)},
+        "update_mean_us": {"mixllm": float(np.mean(upd)), "numpy": float(np.mean(np_upd))},
+        "decision_after_updates_us": {"mixllm": med(after)},
+        "batch_qps": {"mixllm": nq / (med(mix_b) * 1e-6), "numpy": nq / (med(np_b) * 1e-6)},
+        "simd_backend": _core.simd_backend(),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                    "python": platform.python_version(), "numpy": np.__version__},
+        "notes": "medians of single calls; one Python thread; update = feedback right after "
+                 "the decision on the same query",
+    }
+
+
+def _main(args: argparse.Namespace) -> int:
+    res = run(d=args.dim, k=args.k, batch=args.batch, n=args.n, seed=args.seed)
+    print(f"routing core, d={res['d']} (intercept included), K={res['k']}, "
+          f"kernels {res['simd_backend']}")
+    print(f"{'':28}{'mixllm':>12}{'numpy':>12}{'ratio':>8}")
+    for key, unit in (("decision_us", "us"), ("update_us", "us"), ("update_mean_us", "us"),
+                      ("batch_qps", "/s")):
+        a, b = res[key]["mixllm"], res[key]["numpy"]
+        ratio = a / b if unit == "/s" else b / a
+        print(f"{key:28}{a:12.1f}{b:12.1f}{ratio:7.1f}x")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(res, f, indent=2)
+    return 0
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``bench`` to the ``mixllm`` command line's subparsers."""
+    p = subparsers.add_parser("bench", help="time routing decisions, updates and batches "
+                                            "(mixllm and a NumPy reference, one run)")
+    p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
+    p.add_argument("--dim", type=int, default=385, help="features including the intercept")
+    p.add_argument("--k", type=int, default=11, help="number of LLMs")
+    p.add_argument("--batch", type=int, default=256, help="queries per batch call")
+    p.add_argument("--n", type=int, default=2000, help="single calls timed per figure")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_main)
+    return p
