@@ -218,12 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="print the version and the SIMD kernels in use")
     p.set_defaults(func=_info)
-    try:
-        from .bench import register
-    except ImportError:  # the benchmark command is optional
-        register = None
-    if register is not None:
-        register(sub)
+    from .bench import register
+
+    register(sub)
     return parser
 
 
