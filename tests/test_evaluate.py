@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from mixllm import LLM, Router
+from mixllm import LLM
 from mixllm.cli import main
 from mixllm.data import RoutingData, save_long, save_pool
 from mixllm.evaluate import Stream, aiq, cost_to_reach, evaluate, hull, replay

@@ -34,7 +34,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from ._io import atomic_write, atomic_write_with
 from .router import LLM
 
 try:  # Python >= 3.11
@@ -679,26 +679,8 @@ def _read_text(path: Path) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through ``write(tmp_path)`` to a temporary file beside ``path``, then rename."""
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_bytes(path: Path, data: bytes) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    _atomic_write(path, write)
+    atomic_write(path, data)
 
 
 def _pandas():
@@ -1519,7 +1501,7 @@ def save_long(data: RoutingData, path: PathLike, *, format: str = "auto",
             import pyarrow  # noqa: F401
         except ModuleNotFoundError as exc:
             raise ModuleNotFoundError("writing Parquet needs pyarrow: pip install 'mixllm[parquet]'") from exc
-        _atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
+        atomic_write_with(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 # ---------------------------------------------------------------------------------- pools

@@ -342,7 +342,6 @@ def evaluate(train: Any, test: Any, reference: str, *, pool: Sequence[LLM] | Non
     if len(test) == 0:
         raise ValueError("no test prompt has every model's quality and cost")
 
-    tr_tok = _tokens(train)
     te_tok = _tokens(test)
     stream = Stream(models, test.quality, test.cost_usd, _out_tokens(test), te_tok,
                     np.asarray(test.task, dtype=str), models.index(reference),

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .evaluate import (REACH_TARGETS, Stream, _choose, _hull_at, default_lams, evaluate, hull,
+from .evaluate import (REACH_TARGETS, Stream, _hull_at, default_lams, evaluate, hull,
                        replay, summarize)
 from .latency import arrival_times
 from .pipeline import PipelineConfig, TextRouter, domain_labels, prompt_view

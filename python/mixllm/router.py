@@ -23,7 +23,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import _core, _reference
+from ._io import atomic_write
 
 __all__ = ["LLM", "Decision", "Router", "StateError"]
 
@@ -238,6 +238,9 @@ class Router:
             raise ValueError(f"{name} must have shape (n, {self.dim}), got {arr.shape}")
         if not np.isfinite(arr).all():
             raise ValueError(f"{name} contains NaN or inf")
+        with np.errstate(over="ignore"):
+            if not np.isfinite(np.einsum("ij,ij->i", arr, arr)).all():
+                raise ValueError(f"{name} is too large: a row's squared norm overflows")
         if self.fit_intercept:
             arr = np.hstack([arr, np.ones((arr.shape[0], 1))])
         return np.ascontiguousarray(arr)
@@ -568,22 +571,7 @@ class Router:
         arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        folder = path.parent if str(path.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buf.getvalue())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        atomic_write(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike, engine: str = "native") -> "Router":
