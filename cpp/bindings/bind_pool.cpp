@@ -72,10 +72,15 @@ const double* query(const py::array& x_in, const Pool& p, bool intercept, const 
     }
     buf.resize(d);
     const double* px = x.data();
+    double ss = 0.0;
     for (std::size_t i = 0; i < want; ++i) {
         if (!std::isfinite(px[i])) throw py::value_error(std::string(name) + " contains NaN or inf");
         buf[i] = px[i];
+        ss += px[i] * px[i];
     }
+    // A finite x whose squared norm overflows would make the bonus inf and the scores NaN.
+    if (!std::isfinite(ss))
+        throw py::value_error(std::string(name) + " is too large: its squared norm overflows");
     if (intercept) buf[d - 1] = 1.0;
     return buf.data();
 }

@@ -363,8 +363,9 @@ void Pool::refactor_all() {
 }
 
 // Appends the row u (whitened w = R u) with targets y: b += y u, beta += y w, omega and the
-// bordered inverse of C = I + W W^T follow. O(r d + r^2 + T d).
-void Pool::append_row(ArmState& s, const double* u, const double* w, const double* y) const {
+// bordered inverse of C = I + W W^T follow. O(r d + r^2 + T d). Returns false, with s
+// untouched, when sigma cannot be computed accurately on the current base (see below).
+bool Pool::append_row(ArmState& s, const double* u, const double* w, const double* y) const {
     const std::size_t d = dim_, T = n_targets_, r = s.rank;
     const Kernels& K = kernels();
     if (s.W.capacity() < max_rank_ * d) {  // no reallocation while the rank grows
@@ -376,9 +377,22 @@ void Pool::append_row(ArmState& s, const double* u, const double* w, const doubl
     double *c = cg.data(), *g = c + r;
     if (r > 0) K.gemv_rect(s.W.data(), w, c, r, d);
     for (std::size_t i = 0; i < r; ++i) g[i] = K.dot(s.Cinv.data() + i * r, c, r);
-    const double sigma = 1.0 + K.dot(w, w, d) - K.dot(c, g, r);
-    if (!(sigma > 0.0) || !std::isfinite(sigma))
-        throw std::runtime_error("update of '" + s.name + "' is not numerically valid");
+    const double ww = K.dot(w, w, d);
+    if (!std::isfinite(ww) || !std::isfinite(K.dot(u, u, d)))
+        throw std::runtime_error("update of '" + s.name + "' is too large: its squared norm "
+                                 "overflows (rescale the embedding or the weight)");
+    // sigma = 1 + w^T (I + W^T W)^{-1} w >= 1 exactly, but computed as a difference it loses
+    // about ww * eps: a huge or repeated row (ww >> 1 on a stale base) cancels it to noise, even
+    // below 0. The caller then folds the arm (r = 0, where sigma = 1 + ww is exact) and retries.
+    const double sigma = 1.0 + ww - K.dot(c, g, r);
+    if (!(sigma >= 1.0 - 1e-9) || ww > 1e5 * sigma) return false;
+    // The new b and beta must stay finite (a huge target would poison every later decision).
+    for (std::size_t t = 0; t < T; ++t)
+        for (std::size_t j = 0; j < d; ++j)
+            if (!std::isfinite(s.b[t * d + j] + y[t] * u[j]) ||
+                !std::isfinite(s.beta[t * d + j] + y[t] * w[j]))
+                throw std::runtime_error("update of '" + s.name + "' is too large: the "
+                                         "statistics would overflow (rescale the targets)");
     // Bordered inverse, in place: rows move from stride r to stride r + 1 (last row first, so
     // that no row is overwritten before it moves), then Cinv += g g^T / sigma and the border.
     s.Cinv.resize((r + 1) * (r + 1));
@@ -403,6 +417,7 @@ void Pool::append_row(ArmState& s, const double* u, const double* w, const doubl
     s.U.insert(s.U.end(), u, u + d);
     s.W.insert(s.W.end(), w, w + d);
     s.rank = r + 1;
+    return true;
 }
 
 void Pool::update(const std::string& name, const double* x, const double* y, double weight) {
@@ -420,7 +435,17 @@ void Pool::update(const std::string& name, const double* x, const double* y, dou
     }
     for (std::size_t j = 0; j < d; ++j) u[j] = sw * x[j], w[j] = sw * v[j];
     for (std::size_t t = 0; t < T; ++t) ys[t] = sw * y[t];
-    append_row(s, u, w, ys);
+    if (!append_row(s, u, w, ys)) {
+        // Rare: fold a copy into a fresh base, on which the row is well conditioned; the arm
+        // changes only if the whole update succeeds.
+        ArmState next = s;
+        fold_locked(next);
+        whiten(*next.base, x, v);
+        for (std::size_t j = 0; j < d; ++j) w[j] = sw * v[j];
+        if (!append_row(next, u, w, ys))
+            throw std::runtime_error("update of '" + s.name + "' is not numerically valid");
+        s = std::move(next);
+    }
     ++s.n_obs;
     if (++s.since_refactor >= refactor_every_) refactor_locked(s);
     if (s.rank >= max_rank_) fold_locked(s);
@@ -436,7 +461,12 @@ void Pool::update_batch(const std::string& name, const double* X, const double* 
     if (next.rank + n < max_rank_) {
         for (std::size_t r = 0; r < n; ++r) {
             whiten(*next.base, X + r * d, w.data());
-            append_row(next, X + r * d, w.data(), Y + r * T);
+            if (!append_row(next, X + r * d, w.data(), Y + r * T)) {
+                fold_locked(next);
+                whiten(*next.base, X + r * d, w.data());
+                if (!append_row(next, X + r * d, w.data(), Y + r * T))
+                    throw std::runtime_error("update of '" + name + "' is not numerically valid");
+            }
         }
     } else {
         // Fold the existing rows and the batch into a base of its own in one factorisation.
@@ -552,7 +582,9 @@ ScoreResult Pool::score(const double* X, std::size_t B, const double* in_tokens,
         const double out_tok = std::expm1(std::clamp(means[kLogTokens], 0.0, kMaxLogTokens));
         const double cost = (in_tokens[r] * s.input_price + out_tok * s.output_price) * 1e-6;
         const double bon = std::sqrt(std::max(quad, 0.0));
-        const double sc = q - cost * p.inv_lam + p.alpha * bon - (p.beta != 0.0 ? p.beta * pen[k] : 0.0);
+        // lam = inf ignores the cost even when it overflows (inf * 0 would be NaN).
+        const double sc = q - (p.inv_lam != 0.0 ? cost * p.inv_lam : 0.0) + p.alpha * bon -
+                          (p.beta != 0.0 ? p.beta * pen[k] : 0.0);
         // Arms are visited in order for each query, so ">" keeps the first of equal scores.
         if (sc > best[r]) {
             best[r] = sc;

@@ -241,6 +241,9 @@ class RefPool:
             raise ValueError(f"{name} must have shape ({want},), got {x.shape}")
         if not np.isfinite(x).all():
             raise ValueError(f"{name} contains NaN or inf")
+        with np.errstate(over="ignore"):
+            if not math.isfinite(float(x @ x)):
+                raise ValueError(f"{name} is too large: its squared norm overflows")
         return np.append(x, 1.0) if intercept else x.copy()
 
     def route_one(self, x, input_tokens, inv_lam, alpha, beta, tau, intercept, known_version):
@@ -386,7 +389,9 @@ class RefPool:
                 pen = np.zeros(len(self._arms))
             pen = np.broadcast_to(pen, q.shape)
             with np.errstate(invalid="ignore"):
-                score = q - cost * inv_lam + alpha * bonus - (beta * pen if beta != 0 else 0.0)
+                # lam = inf ignores the cost even when it overflows (inf * 0 would be NaN).
+                score = q - (cost * inv_lam if inv_lam != 0 else 0.0) + alpha * bonus \
+                    - (beta * pen if beta != 0 else 0.0)
             choice = np.argmax(np.where(np.isnan(score), -np.inf, score), axis=1).astype(np.int64)
             terms = np.stack([q, out_tok, cost, bonus, pen, score], axis=2) if with_terms else None
             return choice, terms, names
