@@ -17,6 +17,8 @@ import hashlib
 import json
 import math
 import os
+import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +34,8 @@ __all__ = ["PipelineConfig", "TextRouter", "prompt_view", "domain_labels", "VIEW
 
 VIEWS = ("full", "last_block", "first_last")
 _FORMAT = "mixllm-text-router"
-_VERSION = 1
+_VERSION = 2  # 2: content-addressed data files named by the manifest (the commit point)
+_READABLE_VERSIONS = (1, 2)
 
 
 def prompt_view(text: str, view: str = "last_block") -> str:
@@ -212,49 +215,70 @@ class TextRouter:
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | os.PathLike) -> None:
-        """Save to a folder: ``router.npz``, ``transform.npz`` and ``manifest.json`` (with the
-        encoder's identity and the sha256 of the other two files; no pickle)."""
+        """Save to a folder: ``manifest.json`` plus the router and the transform in
+        content-addressed files ``router.<sha>.npz`` and ``transform.<sha>.npz`` (no pickle).
+
+        The manifest names the files with their sha256 and is replaced last, atomically: it is
+        the commit point, so a crash at any moment leaves a folder that loads as the old state
+        or the new one. Files no manifest names any more are removed afterwards.
+        """
         router = self._require()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        router.save(folder / "router.npz")
-        files = {"router.npz": hashlib.sha256((folder / "router.npz").read_bytes()).hexdigest()}
+        staging = folder / f".router.{os.getpid()}.{secrets.token_hex(4)}.staging"
+        try:
+            router.save(staging)
+            digest = hashlib.sha256(staging.read_bytes()).hexdigest()
+            router_file = f"router.{digest[:16]}.npz"
+            os.replace(staging, folder / router_file)
+        finally:
+            staging.unlink(missing_ok=True)
+        files = {router_file: digest}
+        transform_file = None
         if self.transform is not None:
             raw = self.transform.to_bytes()
-            atomic_write(folder / "transform.npz", raw)
-            files["transform.npz"] = hashlib.sha256(raw).hexdigest()
+            digest = hashlib.sha256(raw).hexdigest()
+            transform_file = f"transform.{digest[:16]}.npz"
+            atomic_write(folder / transform_file, raw)
+            files[transform_file] = digest
+        _fsync_dir(folder)  # the data files are durable before the manifest names them
         enc = self._encoder()
         manifest = {
             "format": _FORMAT, "version": _VERSION, "config": self.config.to_json(),
             "encoder": {"identity": enc.identity, "max_length": enc.max_length,
                         "default_model": _is_default(enc)},
-            "files": files,
+            "router": router_file, "transform": transform_file, "files": files,
         }
         atomic_write(folder / "manifest.json", json.dumps(manifest, indent=2).encode())
+        for old in [*folder.glob("router*.npz"), *folder.glob("transform*.npz")]:
+            if old.name not in files:
+                old.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, folder: str | os.PathLike, encoder: Any = None) -> "TextRouter":
         """Load a folder written by :meth:`save`; the default encoder unless one is given
-        (its identity must match the one the router was trained with)."""
+        (its identity must match the one the router was trained with). A bad folder raises
+        ``ValueError`` (:class:`~mixllm.router.StateError` for a bad router file), a missing
+        one ``FileNotFoundError``."""
         folder = Path(folder)
-        mpath = folder / "manifest.json"
-        try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{mpath}: unreadable manifest ({exc})") from exc
-        if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT \
-                or manifest.get("version") != _VERSION:
-            raise ValueError(f"{mpath}: not a version-{_VERSION} mixllm text router")
-        for name, digest in manifest.get("files", {}).items():
-            raw = (folder / name).read_bytes()
-            if hashlib.sha256(raw).hexdigest() != digest:
+        for attempt in range(3):
+            manifest = _read_manifest(folder / "manifest.json")
+            try:
+                raws = {name: (folder / name).read_bytes() for name in manifest["files"]}
+                break
+            except FileNotFoundError:
+                # A concurrent save may have replaced the manifest and removed the files the
+                # one read here named: read the new manifest.
+                if attempt == 2:
+                    raise
+        for name, digest in manifest["files"].items():
+            if hashlib.sha256(raws[name]).hexdigest() != digest:
                 raise ValueError(f"{folder / name}: checksum mismatch (file corrupted)")
-        router = Router.load(folder / "router.npz")
+        router = Router.load(folder / manifest["router"])
         transform = None
-        if "transform.npz" in manifest["files"]:
-            transform = TagTransform.load(folder / "transform.npz")
+        if manifest["transform"] is not None:
+            transform = TagTransform.from_bytes(raws[manifest["transform"]],
+                                                str(folder / manifest["transform"]))
         if encoder is None:
             from .encoder import Encoder
 
@@ -262,8 +286,54 @@ class TextRouter:
         if encoder.identity != manifest["encoder"]["identity"]:
             raise ValueError(f"{folder}: the router was trained with encoder "
                              f"{manifest['encoder']['identity']}, not {encoder.identity}")
-        cfg = PipelineConfig.from_json(manifest["config"])
-        return cls(router.llms, cfg, encoder, transform, router)
+        return cls(router.llms, manifest["config"], encoder, transform, router)
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+
+
+def _read_manifest(mpath: Path) -> dict[str, Any]:
+    """The folder's manifest, checked (version 1 names fixed files, version 2 its own)."""
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{mpath}: unreadable manifest ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT \
+            or manifest.get("version") not in _READABLE_VERSIONS:
+        raise ValueError(f"{mpath}: not a mixllm text router (versions "
+                         f"{list(_READABLE_VERSIONS)})")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+            isinstance(k, str) and _SAFE_NAME.fullmatch(k) and isinstance(v, str)
+            for k, v in files.items()):
+        raise ValueError(f"{mpath}: 'files' must map plain file names to sha256 digests")
+    if manifest["version"] == 1:
+        manifest["router"] = "router.npz"
+        manifest["transform"] = "transform.npz" if "transform.npz" in files else None
+    if manifest.get("router") not in files or (manifest.get("transform") is not None
+                                               and manifest.get("transform") not in files):
+        raise ValueError(f"{mpath}: the router or transform file is not in 'files'")
+    enc = manifest.get("encoder")
+    if not isinstance(enc, dict) or not isinstance(enc.get("identity"), str) \
+            or isinstance(enc.get("max_length"), bool) or not isinstance(enc.get("max_length"), int):
+        raise ValueError(f"{mpath}: 'encoder' must hold an identity and an integer max_length")
+    if not isinstance(manifest.get("config"), dict):
+        raise ValueError(f"{mpath}: 'config' must be an object")
+    try:
+        manifest["config"] = PipelineConfig.from_json(manifest["config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{mpath}: bad pipeline settings ({exc})") from exc
+    return manifest
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _is_default(enc: Any) -> bool:
