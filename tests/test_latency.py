@@ -59,3 +59,19 @@ def test_arrival_times_rate_and_determinism():
     np.testing.assert_allclose(arrival_times(4, poisson=False), [0.0, 0.1, 0.2, 0.3])
     with pytest.raises(ValueError):
         arrival_times(-1)
+
+
+def test_wait_tracker_adds_own_dispatches_and_drains():
+    from mixllm.latency import WaitTracker
+
+    llm = LLM("m", 1, 1, ttft_s=1.0, tokens_per_s=10.0, slots=2)
+    t = WaitTracker([llm])
+    t.refresh(0.0, {"m": 0.0})
+    assert t.estimate("m", 0.0) == 0.0
+    t.dispatched("m", 30)            # (1 + 30/10) / 2 slots = 2 s of backlog
+    assert t.estimate("m", 0.0) == pytest.approx(2.0)
+    assert t.estimate("m", 1.5) == pytest.approx(0.5)   # drains one second per second
+    assert t.estimate("m", 5.0) == 0.0
+    t.refresh(10.0, {"m": 4.0})      # a measurement replaces the belief
+    assert t.estimate("m", 10.0) == pytest.approx(4.0)
+    assert t.estimates(12.0) == {"m": pytest.approx(2.0)}

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .latency import QueueSimulator, arrival_times
+from .latency import QueueSimulator, WaitTracker, arrival_times
 from .pipeline import PipelineConfig, TextRouter, domain_labels
 from .router import LLM, Router
 
@@ -152,7 +152,8 @@ class Stream:
 
 def replay(router: Router, F: np.ndarray, stream: Stream, lam: float, *,
            online: str | None = None, tau: float = math.inf, thumbs_threshold: float = 0.5,
-           events: Sequence[tuple[int, Callable[[Router], None]]] = ()) -> dict[str, Any]:
+           events: Sequence[tuple[int, Callable[[Router], None]]] = (),
+           track_dispatch: bool = True) -> dict[str, Any]:
     """Route the stream in order, learning from what is revealed.
 
     ``online`` is ``None`` (no learning), ``"refined"`` (the routed LLM's quality and length
@@ -168,6 +169,7 @@ def replay(router: Router, F: np.ndarray, stream: Stream, lam: float, *,
     dropped = np.zeros(n, dtype=bool)
     timed = math.isfinite(tau)
     sim = stream.queue() if timed else None
+    tracker = WaitTracker(stream.pool) if timed else None
     pending = sorted(events, key=lambda e: e[0])
     ev = 0
     for i in range(n):
@@ -175,13 +177,17 @@ def replay(router: Router, F: np.ndarray, stream: Stream, lam: float, *,
             pending[ev][1](router)
             ev += 1
         if sim is not None:
-            for name, w in sim.estimates(float(stream.arrivals[i])).items():
-                if name in router.names:
-                    router.set_waiting_time(name, w)
+            now = float(stream.arrivals[i])
+            measured = sim.estimates(now)
+            if sim.last_refresh == now or not track_dispatch:
+                tracker.refresh(now, measured)
+            for name in router.names:
+                router.set_waiting_time(name, tracker.estimate(name, now))
         d = router.route(F[i], float(stream.input_tokens[i]), lam=lam)
         k = names.index(d.llm)
         choice[i] = k
         if sim is not None:
+            tracker.dispatched(d.llm, float(d.output_tokens[d.index]))
             wait, _ = sim.submit(d.llm, float(stream.arrivals[i]), float(stream.output_tokens[i, k]))
             dropped[i] = wait > tau
         if online is not None:
@@ -291,8 +297,8 @@ def evaluate(train: Any, test: Any, reference: str, *, pool: Sequence[LLM] | Non
              config: PipelineConfig | None = None, encoder: Any = None,
              lams: np.ndarray | None = None, online: str | None = None,
              tau: float = math.inf, baselines: Sequence[str] = BASELINES, seed: int = 0,
-             progress: bool = False, embeddings: tuple[np.ndarray, np.ndarray] | None = None
-             ) -> dict[str, Any]:
+             progress: bool = False, embeddings: tuple[np.ndarray, np.ndarray] | None = None,
+             track_dispatch: bool = True) -> dict[str, Any]:
     """Fit mixllm and the baselines on ``train``, replay ``test``, return the JSON report.
 
     Parameters
@@ -316,6 +322,9 @@ def evaluate(train: Any, test: Any, reference: str, *, pool: Sequence[LLM] | Non
         Any of :data:`BASELINES`.
     embeddings : (E_train, E_test), optional
         Precomputed embeddings of the configured view (skips the encoder).
+    track_dispatch : bool
+        With ``tau``: mixllm adds its own dispatches to the refreshed waiting times
+        (see :func:`replay`); ``False`` trusts the last refresh alone.
     """
     config = config or PipelineConfig()
     lams = default_lams() if lams is None else np.asarray(lams, dtype=np.float64)
@@ -379,7 +388,8 @@ def evaluate(train: Any, test: Any, reference: str, *, pool: Sequence[LLM] | Non
             choice = tr.router.route_batch(F_test, te_tok, lam=lam)
             curve.append(point(lam, choice))
         else:
-            res = replay(tr.router.clone(), F_test, stream, lam, online=online, tau=tau)
+            res = replay(tr.router.clone(), F_test, stream, lam, online=online, tau=tau,
+                         track_dispatch=track_dispatch)
             curve.append(point(lam, res["choice"], res["dropped"] if timed else None))
     routers["mixllm"] = summarize(curve, c_lo, c_hi)
 

@@ -91,8 +91,11 @@ def _main(ctx: _Context, config: PipelineConfig, tau: float) -> dict[str, Any]:
     out = {"no_time_constraint": _cv_eval(ctx, config)}
     timed = replace(config, beta=config.beta or 1.0, tau=tau)
     out[f"tau={tau:g}s"] = _cv_eval(ctx, timed, tau=tau)
-    out[f"tau={tau:g}s, latency-blind mixllm"] = {
-        "mixllm": _cv_eval(ctx, replace(config, beta=0.0), tau=tau, baselines=())["mixllm"]}
+    out[f"tau={tau:g}s, mixllm variants"] = {
+        "mixllm, waits refreshed every 10 s only": _cv_eval(
+            ctx, timed, tau=tau, baselines=(), track_dispatch=False)["mixllm"],
+        "mixllm, latency-blind (beta=0)": _cv_eval(
+            ctx, replace(config, beta=0.0), tau=tau, baselines=())["mixllm"]}
     return out
 
 
