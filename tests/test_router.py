@@ -636,3 +636,15 @@ def test_bench_runs_and_reports_the_documented_keys(tmp_path):
     assert res["d"] == 17 and res["k"] == 3
     for key in ("decision_us", "update_us", "batch_qps"):
         assert set(res[key]) == {"mixllm", "numpy"} and all(v > 0 for v in res[key].values())
+
+
+@pytest.mark.parametrize("attr,bad", [("alpha", -0.1), ("beta", float("nan")), ("tau", 0.0),
+                                      ("lam", 0.0), ("alpha", "1")])
+def test_score_weights_can_be_changed_but_are_validated(attr, bad):
+    router = Router(POOL, 3, alpha=0.2, beta=0.1, tau=5.0, lam=0.01)
+    before = getattr(router, attr)
+    with pytest.raises(ValueError):
+        setattr(router, attr, bad)
+    assert getattr(router, attr) == before
+    setattr(router, attr, 0.5)
+    assert getattr(router, attr) == 0.5

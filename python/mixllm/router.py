@@ -194,11 +194,11 @@ class Router:
         if engine not in ("native", "reference"):
             raise ValueError(f"engine must be 'native' or 'reference', got {engine!r}")
         self.dim = int(dim)
-        self.alpha = _check_scalar("alpha", alpha, low=0.0)
-        self.beta = _check_scalar("beta", beta, low=0.0)
-        self.tau = _check_scalar("tau", tau, low=0.0, strict=True, allow_inf=True)
+        self.alpha = alpha
+        self.beta = beta
+        self.tau = tau
         self.ridge = _check_scalar("ridge", ridge, low=0.0, strict=True)
-        self.lam = _check_scalar("lam", lam, low=0.0, strict=True, allow_inf=True)
+        self.lam = lam
         self.cold_ridge = self.ridge if cold_ridge is None else _check_scalar(
             "cold_ridge", cold_ridge, low=0.0, strict=True)
         self.fit_intercept = bool(fit_intercept)
@@ -213,6 +213,45 @@ class Router:
             self._pool.add_arm(llm.name, self.ridge, np.zeros((2, self._zdim)), llm.input_price,
                                llm.output_price)
             self._llms[llm.name] = llm
+
+    # ------------------------------------------------------------------ tunable settings
+    # The score's weights may be changed between calls (e.g. a per-deployment trade-off);
+    # they are validated like the constructor's arguments, so a bad value is refused.
+    @property
+    def alpha(self) -> float:
+        """Weight of the LinUCB bonus (>= 0)."""
+        return self._alpha
+
+    @alpha.setter
+    def alpha(self, v: float) -> None:
+        self._alpha = _check_scalar("alpha", v, low=0.0)
+
+    @property
+    def beta(self) -> float:
+        """Weight of the latency penalty (>= 0)."""
+        return self._beta
+
+    @beta.setter
+    def beta(self, v: float) -> None:
+        self._beta = _check_scalar("beta", v, low=0.0)
+
+    @property
+    def tau(self) -> float:
+        """Waiting-time tolerance in seconds (> 0, inf disables the penalty)."""
+        return self._tau
+
+    @tau.setter
+    def tau(self, v: float) -> None:
+        self._tau = _check_scalar("tau", v, low=0.0, strict=True, allow_inf=True)
+
+    @property
+    def lam(self) -> float:
+        """Default willingness to pay, USD per unit of quality (> 0, inf allowed)."""
+        return self._lam_default
+
+    @lam.setter
+    def lam(self, v: float) -> None:
+        self._lam_default = _check_scalar("lam", v, low=0.0, strict=True, allow_inf=True)
 
     # ------------------------------------------------------------------ helpers
     @property
