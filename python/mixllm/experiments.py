@@ -10,6 +10,8 @@ computed once per prompt view and cached on disk.
 ``tags``       tag-enhanced features vs the plain embedding, across cost bands.
 ``newllm``     two LLMs missing from training, added halfway through the test stream.
 ``unseen``     one task left out of training and tested on (with and without online learning).
+``signal``     how predictable each LLM's quality is from the query embedding, per task
+               (cross-validated ROC AUC of a logistic regression; 0.5 = no signal).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .pipeline import PipelineConfig, TextRouter, domain_labels, prompt_view
 
 __all__ = ["EXPERIMENTS", "run_experiment", "quality_at"]
 
-EXPERIMENTS = ("main", "continual", "tags", "newllm", "unseen")
+EXPERIMENTS = ("main", "continual", "tags", "newllm", "unseen", "signal")
 COST_BANDS = (5.0, 10.0, 25.0, 50.0)
 
 
@@ -266,6 +268,37 @@ def _unseen(ctx: _Context, config: PipelineConfig, alpha: float) -> dict[str, An
     return out
 
 
+def _signal(ctx: _Context, config: PipelineConfig) -> dict[str, Any]:
+    """Cross-validated AUC of per-LLM correctness from the embedding, within each task."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    E = ctx.embeddings(config.view)
+    out: dict[str, Any] = {}
+    for task in sorted(set(ctx.data.task.tolist())):
+        rows = np.flatnonzero(ctx.data.task == task)
+        per: dict[str, Any] = {}
+        for k, model in enumerate(ctx.data.models):
+            y = ctx.data.quality[rows, k]
+            seen = ~np.isnan(y)
+            yb = y[seen] >= 0.5
+            if yb.all() or not yb.any() or min(yb.sum(), (~yb).sum()) < 5:
+                per[model] = None
+                continue
+            cv = StratifiedKFold(5, shuffle=True, random_state=ctx.seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                p = cross_val_predict(LogisticRegression(C=1.0, max_iter=2000), E[rows][seen],
+                                      yb, cv=cv, method="predict_proba")[:, 1]
+            per[model] = {"auc": float(roc_auc_score(yb, p)), "rate": float(yb.mean())}
+        out[task] = per
+    return out
+
+
 def run_experiment(name: str, data: Any, reference: str, *, encoder: Any,
                    config: PipelineConfig | None = None, folds: int = 5, seed: int = 0,
                    tau: float = 2.0, ratios: Sequence[float] = (0.3, 0.5, 0.7),
@@ -289,6 +322,8 @@ def run_experiment(name: str, data: Any, reference: str, *, encoder: Any,
         if unknown:
             raise KeyError(f"LLMs not in the data: {unknown}")
         result = _newllm(ctx, config, new, alpha)
+    elif name == "signal":
+        result = _signal(ctx, config)
     else:
         result = _unseen(ctx, config, alpha)
     return {"experiment": name, "reference": reference, "folds": folds, "seed": seed,
@@ -299,6 +334,18 @@ def run_experiment(name: str, data: Any, reference: str, *, encoder: Any,
 def to_markdown(result: dict[str, Any]) -> str:
     """Tables of an experiment's results: one row per router or variant."""
     lines: list[str] = []
+    if result["experiment"] == "signal":
+        tasks = list(result["results"])
+        lines.append("| LLM | " + " | ".join(f"{t}: AUC (correct rate)" for t in tasks) + " |")
+        lines.append("|---|" + "---:|" * len(tasks))
+        models = list(next(iter(result["results"].values())))
+        for m in models:
+            cells = []
+            for t in tasks:
+                v = result["results"][t][m]
+                cells.append("-" if v is None else f"{v['auc']:.3f} ({v['rate']:.2f})")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
 
     def fmt(v: Any, digits: int = 1) -> str:
         return "-" if v is None else f"{v:.{digits}f}"
