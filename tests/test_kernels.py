@@ -128,3 +128,64 @@ def test_kernel_shape_errors():
         _core.k_tpmv(np.ones(5), np.ones(3))
     with pytest.raises(ValueError, match="panel"):
         _core.k_panel_mv(np.ones(5), np.ones(3))
+
+
+def _pool_case(rng, vocab, dim, lengths):
+    T = rng.normal(size=(vocab, dim)).astype(np.float32)
+    w = rng.uniform(0.0, 2.0, size=vocab).astype(np.float32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ids = rng.integers(0, vocab, size=int(offsets[-1])).astype(np.int32)
+    return T, w, ids, offsets
+
+
+@pytest.mark.parametrize("dim", SIZES)
+@pytest.mark.parametrize("lengths", [[1], [0], [3, 0, 50], [7, 1, 16, 33]])
+def test_embed_pool(backend, rng, dim, lengths):
+    # float32 accumulation over L tokens: error <= ~L * 2^-24 * sum_i |w_i T_i| / ||s|| per
+    # entry (the bound below doubles it); against the float64 reference.
+    T, w, ids, offsets = _pool_case(rng, 50, dim, lengths)
+    got = _core.k_embed_pool(T, w, ids, offsets)
+    want = _reference.embed_pool(T, w, ids, offsets)
+    assert got.dtype == np.float32 and got.shape == (len(lengths), dim)
+    for b, L in enumerate(lengths):
+        rows = ids[offsets[b]:offsets[b + 1]]
+        s = (w[rows, None].astype(np.float64) * T[rows]).sum(axis=0)
+        if L == 0:
+            np.testing.assert_array_equal(got[b], 0.0)
+            continue
+        absum = (np.abs(w[rows, None]) * np.abs(T[rows])).sum(axis=0)
+        bound = 2 * (L + dim) * 2.0**-24 * absum.max() / np.linalg.norm(s) + 1e-7
+        np.testing.assert_array_less(np.abs(got[b] - want[b]), bound)
+        assert abs(np.linalg.norm(got[b].astype(np.float64)) - 1.0) < 1e-5
+
+
+def test_embed_pool_backends_agree_closely(rng):
+    T, w, ids, offsets = _pool_case(rng, 200, 384, [50, 5, 300])
+    before = mixllm.simd_backend()
+    try:
+        outs = []
+        for name in mixllm.available_backends():
+            mixllm.set_simd_backend(name)
+            outs.append(_core.k_embed_pool(T, w, ids, offsets))
+    finally:
+        mixllm.set_simd_backend(before)
+    for o in outs[1:]:
+        np.testing.assert_allclose(o, outs[0], rtol=0, atol=2e-6)
+
+
+def test_embed_pool_rejects_bad_input():
+    T, w = np.ones((4, 3), np.float32), np.ones(4, np.float32)
+    ok_ids, ok_off = np.array([0, 3], np.int32), np.array([0, 2], np.int64)
+    assert _core.k_embed_pool(T, w, ok_ids, ok_off).shape == (1, 3)
+    with pytest.raises(ValueError, match="outside the table"):
+        _core.k_embed_pool(T, w, np.array([0, 4], np.int32), ok_off)
+    with pytest.raises(ValueError, match="outside the table"):
+        _core.k_embed_pool(T, w, np.array([-1, 0], np.int32), ok_off)
+    with pytest.raises(ValueError, match="one entry per table row"):
+        _core.k_embed_pool(T, np.ones(3, np.float32), ok_ids, ok_off)
+    with pytest.raises(ValueError, match="end at len"):
+        _core.k_embed_pool(T, w, ok_ids, np.array([0, 3], np.int64))
+    with pytest.raises(ValueError, match="non-decreasing"):
+        _core.k_embed_pool(T, w, ok_ids, np.array([0, 2, 1, 2], np.int64))
+    with pytest.raises(ValueError, match="2-d"):
+        _core.k_embed_pool(np.ones(4, np.float32), w, ok_ids, ok_off)

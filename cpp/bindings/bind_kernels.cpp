@@ -4,6 +4,7 @@
 #include "mixllm/linalg.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 
 namespace {
@@ -12,6 +13,10 @@ std::size_t square_side(const darray& M) {
     require(M.ndim() == 2 && M.shape(0) == M.shape(1), "M must be a square 2-d array");
     return static_cast<std::size_t>(M.shape(0));
 }
+
+using farray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using i32array = py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>;
+using i64array = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
 
 }  // namespace
 
@@ -162,4 +167,38 @@ void bind_kernels(py::module_& m) {
         }
         return Y;
     }, py::arg("P"), py::arg("X"));
+
+    m.def("k_embed_pool", [](const farray& T, const farray& w, const i32array& ids,
+                             const i64array& offsets) {
+        require(T.ndim() == 2, "table must be 2-d (vocab, dim)");
+        const std::size_t vocab = static_cast<std::size_t>(T.shape(0));
+        const std::size_t dim = static_cast<std::size_t>(T.shape(1));
+        require(w.ndim() == 1 && static_cast<std::size_t>(w.shape(0)) == vocab,
+                "weights must be 1-d with one entry per table row");
+        require(ids.ndim() == 1 && offsets.ndim() == 1 && offsets.shape(0) >= 1,
+                "ids must be 1-d and offsets 1-d with at least one entry");
+        const std::size_t B = static_cast<std::size_t>(offsets.shape(0)) - 1;
+        const std::int64_t* off = offsets.data();
+        const std::int64_t n_ids = static_cast<std::int64_t>(ids.shape(0));
+        require(off[0] == 0 && off[B] == n_ids,
+                "offsets must start at 0 and end at len(ids)");
+        for (std::size_t b = 0; b < B; ++b)
+            require(off[b] <= off[b + 1], "offsets must be non-decreasing");
+        // Every id is checked before the kernel reads the table: an out-of-range id would read
+        // outside it.
+        const std::int32_t* pid = ids.data();
+        for (std::int64_t i = 0; i < n_ids; ++i)
+            require(pid[i] >= 0 && static_cast<std::size_t>(pid[i]) < vocab,
+                    "token id " + std::to_string(pid[i]) + " is outside the table (" +
+                        std::to_string(vocab) + " rows)");
+        farray out({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(dim)});
+        float* po = out.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            mixllm::kernels().embed_pool(T.data(), dim, w.data(), pid, off, B, po);
+        }
+        return out;
+    }, py::arg("table"), py::arg("weights"), py::arg("ids"), py::arg("offsets"),
+    "Static text embeddings: per text b, the L2-normalised sum of weights[i] * table[i] over "
+    "its ids[offsets[b]:offsets[b+1]] (float32; see cpp/include/mixllm/kernels.hpp).");
 }

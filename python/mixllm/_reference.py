@@ -138,6 +138,22 @@ def panel_mm(P: np.ndarray, X: np.ndarray) -> np.ndarray:
     return np.array([panel_mv(P, x) for x in np.asarray(X, np.float64)]).reshape(np.shape(X))
 
 
+def embed_pool(T: np.ndarray, w: np.ndarray, ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Static text embeddings: text ``b`` owns ``ids[offsets[b]:offsets[b + 1]]``; its vector is
+
+    ``s_b = sum_i w[ids_i] T[ids_i]`` divided by ``max(||s_b||, 1e-12)`` (float64 here; the
+    native kernel accumulates in float32). A text with no tokens gets the zero vector.
+    """
+    T = np.asarray(T, np.float64)
+    w = np.asarray(w, np.float64)
+    out = np.zeros((len(offsets) - 1, T.shape[1]))
+    for b in range(len(offsets) - 1):
+        rows = np.asarray(ids[offsets[b]:offsets[b + 1]], dtype=np.int64)
+        s = (w[rows, None] * T[rows]).sum(axis=0)
+        out[b] = s / max(float(np.linalg.norm(s)), 1e-12)
+    return out
+
+
 def inverse_cholesky_factor(A: np.ndarray) -> np.ndarray:
     """Packed ``R = L^{-1}`` for ``A = L L^T``, so that ``A^{-1} = R^T R``."""
     L = np.linalg.cholesky(np.asarray(A, np.float64))

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -37,7 +38,18 @@ struct Kernels {
     // hot path of a decision (L2-bandwidth bound) and of a batch (FMA bound).
     void (*panel_mv)(const double* P, const double* x, double* y, std::size_t n);
     void (*panel_mm)(const double* P, const double* X, std::size_t B, std::size_t n, double* Y);
+    // Static text embeddings (float32, see the note below): for each of the B texts,
+    // the weighted sum of the table rows of its token ids, L2-normalised.
+    void (*embed_pool)(const float* T, std::size_t dim, const float* w, const std::int32_t* ids,
+                       const std::int64_t* offsets, std::size_t B, float* out);
 };
+
+// embed_pool: text b owns ids[offsets[b] .. offsets[b+1]) (offsets non-decreasing, ids valid
+// rows of the vocab x dim row-major table T, w one weight per vocab row):
+//   s_b   = sum_i w[ids_i] T[ids_i, :]      accumulated in float32, tokens in order
+//   out_b = s_b / max(||s_b||_2, 1e-12)      the norm in float64; a text with no tokens
+//                                            (or all weights zero) gives the zero vector.
+// Backends differ only by FMA rounding: |out - exact| <= ~L 2^-24 sum_i |w_i T_i| / ||s||.
 
 // Panel layout of a lower-triangular n x n R: rows in panels of kPanel; panel p (rows
 // kPanel p .. kPanel p + kPanel - 1) stores its columns j = 0 .. c_p - 1, c_p = min(kPanel (p + 1),

@@ -10,9 +10,13 @@
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (panel layout: two registers a panel, x_j
 //                                               broadcast)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (panel layout, four queries per pass)
+//   embed_pool o_b = s_b / max(||s_b||, 1e-12), s_b = sum_i w[id_i] T[id_i]  (float32,
+//               8 floats a register, 32 columns per pass over a text's rows)
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 
 #include "mixllm/kernels.hpp"
 
@@ -190,11 +194,67 @@ void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, do
     for (; b < B; ++b) panel_mv(P, X + b * n, Y + b * n, n);
 }
 
+
+// The norm in float64 over the float32 sum, in this file's own copy: an inline helper shared
+// by files compiled with different ISA flags could be linked from the wrong one.
+void normalize(float* v, std::size_t dim) {
+    double ss = 0.0;
+    for (std::size_t j = 0; j < dim; ++j) ss += static_cast<double>(v[j]) * v[j];
+    const double nrm = std::sqrt(ss);
+    const float inv = static_cast<float>(1.0 / (nrm > 1e-12 ? nrm : 1e-12));
+    for (std::size_t j = 0; j < dim; ++j) v[j] *= inv;
+}
+
+// 32 columns (four registers) at a time across all of a text's tokens, so each accumulator
+// stays in a register while the rows stream past; then an 8-wide and a masked-scalar tail.
+void embed_pool(const float* T, std::size_t dim, const float* w, const std::int32_t* ids,
+                const std::int64_t* offsets, std::size_t B, float* out) {
+    for (std::size_t b = 0; b < B; ++b) {
+        float* o = out + b * dim;
+        const std::int64_t lo = offsets[b], hi = offsets[b + 1];
+        std::size_t j = 0;
+        for (; j + 32 <= dim; j += 32) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+            for (std::int64_t i = lo; i < hi; ++i) {
+                const std::size_t t = static_cast<std::size_t>(ids[i]);
+                const __m256 wt = _mm256_set1_ps(w[t]);
+                const float* r = T + t * dim + j;
+                a0 = _mm256_fmadd_ps(wt, _mm256_loadu_ps(r), a0);
+                a1 = _mm256_fmadd_ps(wt, _mm256_loadu_ps(r + 8), a1);
+                a2 = _mm256_fmadd_ps(wt, _mm256_loadu_ps(r + 16), a2);
+                a3 = _mm256_fmadd_ps(wt, _mm256_loadu_ps(r + 24), a3);
+            }
+            _mm256_storeu_ps(o + j, a0);
+            _mm256_storeu_ps(o + j + 8, a1);
+            _mm256_storeu_ps(o + j + 16, a2);
+            _mm256_storeu_ps(o + j + 24, a3);
+        }
+        for (; j + 8 <= dim; j += 8) {
+            __m256 a = _mm256_setzero_ps();
+            for (std::int64_t i = lo; i < hi; ++i) {
+                const std::size_t t = static_cast<std::size_t>(ids[i]);
+                a = _mm256_fmadd_ps(_mm256_set1_ps(w[t]), _mm256_loadu_ps(T + t * dim + j), a);
+            }
+            _mm256_storeu_ps(o + j, a);
+        }
+        for (; j < dim; ++j) {
+            float a = 0.0f;
+            for (std::int64_t i = lo; i < hi; ++i) {
+                const std::size_t t = static_cast<std::size_t>(ids[i]);
+                a = std::fma(w[t], T[t * dim + j], a);
+            }
+            o[j] = a;
+        }
+        normalize(o, dim);
+    }
+}
+
 }  // namespace
 
 const Kernels& avx2_kernels() {
     static const Kernels k{"avx2", dot,      gemv,    quad,    syr,     quad_batch,
-                           gemv_rect, tpmv, tpmm, panel_mv, panel_mm};
+                           gemv_rect, tpmv, tpmm, panel_mv, panel_mm, embed_pool};
     return k;
 }
 

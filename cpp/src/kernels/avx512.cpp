@@ -11,9 +11,13 @@
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (panel layout: one 8-row panel a register,
 //                                               x_j broadcast, four accumulators)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (panel layout, eight queries per pass)
+//   embed_pool o_b = s_b / max(||s_b||, 1e-12), s_b = sum_i w[id_i] T[id_i]  (float32,
+//               16 floats a register, 64 columns per pass over a text's rows)
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 
 #include "mixllm/kernels.hpp"
 
@@ -187,11 +191,61 @@ void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, do
     for (; b < B; ++b) panel_mv(P, X + b * n, Y + b * n, n);
 }
 
+
+// The norm in float64 over the float32 sum, in this file's own copy: an inline helper shared
+// by files compiled with different ISA flags could be linked from the wrong one.
+void normalize(float* v, std::size_t dim) {
+    double ss = 0.0;
+    for (std::size_t j = 0; j < dim; ++j) ss += static_cast<double>(v[j]) * v[j];
+    const double nrm = std::sqrt(ss);
+    const float inv = static_cast<float>(1.0 / (nrm > 1e-12 ? nrm : 1e-12));
+    for (std::size_t j = 0; j < dim; ++j) v[j] *= inv;
+}
+
+// 64 columns (four registers) at a time across all of a text's tokens, so each accumulator
+// stays in a register while the rows stream past; then 16-wide steps, the last one masked.
+void embed_pool(const float* T, std::size_t dim, const float* w, const std::int32_t* ids,
+                const std::int64_t* offsets, std::size_t B, float* out) {
+    for (std::size_t b = 0; b < B; ++b) {
+        float* o = out + b * dim;
+        const std::int64_t lo = offsets[b], hi = offsets[b + 1];
+        std::size_t j = 0;
+        for (; j + 64 <= dim; j += 64) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+            __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+            for (std::int64_t i = lo; i < hi; ++i) {
+                const std::size_t t = static_cast<std::size_t>(ids[i]);
+                const __m512 wt = _mm512_set1_ps(w[t]);
+                const float* r = T + t * dim + j;
+                a0 = _mm512_fmadd_ps(wt, _mm512_loadu_ps(r), a0);
+                a1 = _mm512_fmadd_ps(wt, _mm512_loadu_ps(r + 16), a1);
+                a2 = _mm512_fmadd_ps(wt, _mm512_loadu_ps(r + 32), a2);
+                a3 = _mm512_fmadd_ps(wt, _mm512_loadu_ps(r + 48), a3);
+            }
+            _mm512_storeu_ps(o + j, a0);
+            _mm512_storeu_ps(o + j + 16, a1);
+            _mm512_storeu_ps(o + j + 32, a2);
+            _mm512_storeu_ps(o + j + 48, a3);
+        }
+        for (; j < dim; j += 16) {
+            const __mmask16 m = dim - j >= 16 ? static_cast<__mmask16>(0xFFFF)
+                                              : static_cast<__mmask16>((1u << (dim - j)) - 1u);
+            __m512 a = _mm512_setzero_ps();
+            for (std::int64_t i = lo; i < hi; ++i) {
+                const std::size_t t = static_cast<std::size_t>(ids[i]);
+                a = _mm512_fmadd_ps(_mm512_set1_ps(w[t]), _mm512_maskz_loadu_ps(m, T + t * dim + j), a);
+            }
+            _mm512_mask_storeu_ps(o + j, m, a);
+        }
+        normalize(o, dim);
+    }
+}
+
 }  // namespace
 
 const Kernels& avx512_kernels() {
     static const Kernels k{"avx512", dot,      gemv,    quad,    syr,     quad_batch,
-                           gemv_rect, tpmv, tpmm, panel_mv, panel_mm};
+                           gemv_rect, tpmv, tpmm, panel_mv, panel_mm, embed_pool};
     return k;
 }
 

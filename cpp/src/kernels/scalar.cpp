@@ -9,9 +9,12 @@
 //   tpmm       Y_bi = sum_{j<=i} R_ij X_bj
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (R in the panel layout, kernels.hpp)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (R in the panel layout)
+//   embed_pool o_b = s_b / max(||s_b||, 1e-12), s_b = sum_i w[id_i] T[id_i]  (float32)
 #include "mixllm/kernels.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 
 namespace mixllm {
 namespace {
@@ -72,11 +75,37 @@ void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, do
     for (std::size_t b = 0; b < B; ++b) panel_mv(P, X + b * n, Y + b * n, n);
 }
 
+
+// The norm in float64 over the float32 sum, in this file's own copy: an inline helper shared
+// by files compiled with different ISA flags could be linked from the wrong one.
+void normalize(float* v, std::size_t dim) {
+    double ss = 0.0;
+    for (std::size_t j = 0; j < dim; ++j) ss += static_cast<double>(v[j]) * v[j];
+    const double nrm = std::sqrt(ss);
+    const float inv = static_cast<float>(1.0 / (nrm > 1e-12 ? nrm : 1e-12));
+    for (std::size_t j = 0; j < dim; ++j) v[j] *= inv;
+}
+
+void embed_pool(const float* T, std::size_t dim, const float* w, const std::int32_t* ids,
+                const std::int64_t* offsets, std::size_t B, float* out) {
+    for (std::size_t b = 0; b < B; ++b) {
+        float* o = out + b * dim;
+        std::fill(o, o + dim, 0.0f);
+        for (std::int64_t i = offsets[b]; i < offsets[b + 1]; ++i) {
+            const std::size_t t = static_cast<std::size_t>(ids[i]);
+            const float wt = w[t];
+            const float* row = T + t * dim;
+            for (std::size_t j = 0; j < dim; ++j) o[j] += wt * row[j];
+        }
+        normalize(o, dim);
+    }
+}
+
 }  // namespace
 
 const Kernels& scalar_kernels() {
     static const Kernels k{"scalar", dot,      gemv,    quad,    syr,     quad_batch,
-                           gemv_rect, tpmv, tpmm, panel_mv, panel_mm};
+                           gemv_rect, tpmv, tpmm, panel_mv, panel_mm, embed_pool};
     return k;
 }
 
