@@ -435,20 +435,32 @@ void Pool::update(const std::string& name, const double* x, const double* y, dou
     }
     for (std::size_t j = 0; j < d; ++j) u[j] = sw * x[j], w[j] = sw * v[j];
     for (std::size_t t = 0; t < T; ++t) ys[t] = sw * y[t];
-    if (!append_row(s, u, w, ys)) {
-        // Rare: fold a copy into a fresh base, on which the row is well conditioned; the arm
-        // changes only if the whole update succeeds.
+    auto step = [&](ArmState& a) {
+        if (!append_row(a, u, w, ys)) {
+            // Rare: fold a copy into a fresh base, on which the row is well conditioned.
+            ArmState next = a;
+            fold_locked(next);
+            whiten(*next.base, x, v);
+            for (std::size_t j = 0; j < d; ++j) w[j] = sw * v[j];
+            if (!append_row(next, u, w, ys))
+                throw std::runtime_error("update of '" + a.name + "' is not numerically valid");
+            a = std::move(next);
+        }
+        ++a.n_obs;
+        if (++a.since_refactor >= refactor_every_) refactor_locked(a);
+        if (a.rank >= max_rank_) fold_locked(a);
+    };
+    // append_row throws only before it changes anything, but a refactorisation or a fold can
+    // fail after the row went in (a factorisation that is not numerically positive definite):
+    // those steps run on a copy, so that a failed update leaves the arm exactly as it was.
+    // They come once per refactor_every or max_rank updates, which pays for the copy.
+    if (s.since_refactor + 1 >= refactor_every_ || s.rank + 1 >= max_rank_) {
         ArmState next = s;
-        fold_locked(next);
-        whiten(*next.base, x, v);
-        for (std::size_t j = 0; j < d; ++j) w[j] = sw * v[j];
-        if (!append_row(next, u, w, ys))
-            throw std::runtime_error("update of '" + s.name + "' is not numerically valid");
+        step(next);
         s = std::move(next);
+    } else {
+        step(s);
     }
-    ++s.n_obs;
-    if (++s.since_refactor >= refactor_every_) refactor_locked(s);
-    if (s.rank >= max_rank_) fold_locked(s);
 }
 
 void Pool::update_batch(const std::string& name, const double* X, const double* Y, std::size_t n) {

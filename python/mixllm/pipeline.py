@@ -312,8 +312,9 @@ def _read_manifest(mpath: Path) -> dict[str, Any]:
     if manifest["version"] == 1:
         manifest["router"] = "router.npz"
         manifest["transform"] = "transform.npz" if "transform.npz" in files else None
-    if manifest.get("router") not in files or (manifest.get("transform") is not None
-                                               and manifest.get("transform") not in files):
+    router, transform = manifest.get("router"), manifest.get("transform")
+    if not isinstance(router, str) or router not in files or (
+            transform is not None and (not isinstance(transform, str) or transform not in files)):
         raise ValueError(f"{mpath}: the router or transform file is not in 'files'")
     enc = manifest.get("encoder")
     if not isinstance(enc, dict) or not isinstance(enc.get("identity"), str) \

@@ -177,7 +177,10 @@ class Router:
                  tau: float = math.inf, ridge: float = 1.0, lam: float = math.inf,
                  fit_intercept: bool = True, cold_ridge: float | None = None,
                  refactor_every: int = 4096, engine: str = "native") -> None:
-        pool = list(pool)
+        try:
+            pool = list(pool)
+        except TypeError as exc:
+            raise ValueError(f"pool must be a sequence of LLM, got {type(pool).__name__}") from exc
         if not pool:
             raise ValueError("the pool is empty: give at least one LLM")
         for llm in pool:
@@ -388,8 +391,8 @@ class Router:
     def remove_llm(self, name: str) -> None:
         """Remove an LLM: it is never chosen again and its state is dropped."""
         with self._membership:
-            if name not in self._llms:
-                raise KeyError(f"unknown LLM: '{name}'")
+            if not isinstance(name, str) or name not in self._llms:
+                raise KeyError(f"unknown LLM: {name!r}")
             if len(self._llms) == 1:
                 raise ValueError("cannot remove the last LLM: the pool would be empty")
             self._pool.remove_arm(name)
@@ -398,8 +401,8 @@ class Router:
     def set_waiting_time(self, name: str, seconds: float) -> None:
         """Set an LLM's current expected waiting time (seconds), used by the latency penalty."""
         seconds = _check_scalar("seconds", seconds, low=0.0)
-        if name not in self._llms:
-            raise KeyError(f"unknown LLM: '{name}'")
+        if not isinstance(name, str) or name not in self._llms:
+            raise KeyError(f"unknown LLM: {name!r}")
         self._pool.set_wait(name, seconds)
 
     # ------------------------------------------------------------------ learning
@@ -632,13 +635,18 @@ class Router:
             raise StateError(f"{path}: format version {version!r} is not supported "
                              f"(this mixllm reads versions {list(_READABLE_VERSIONS)})")
         sums = manifest.get("sha256", {})
-        if set(sums) != set(data):
+        if not isinstance(sums, dict) or set(sums) != set(data):
             raise StateError(f"{path}: arrays do not match the manifest")
         for key, arr in data.items():
             if hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() != sums[key]:
                 raise StateError(f"{path}: checksum mismatch for array '{key}' (file corrupted)")
         try:
+            # The manifest is not checksummed: what it says must agree with the arrays before
+            # anything is allocated from it (a huge dim would exhaust memory).
             cfg = manifest["config"]
+            zdim = int(cfg["dim"]) + (1 if cfg["fit_intercept"] is True else 0)
+            if "0.A" not in data or data["0.A"].shape != (zdim, zdim):
+                raise ValueError(f"dim {cfg['dim']!r} does not match the stored arrays")
             llms = [LLM(**{f: e[f] for f in ("name", "input_price", "output_price", "ttft_s",
                                               "tokens_per_s", "slots")})
                     for e in manifest["llms"]]
@@ -657,14 +665,18 @@ class Router:
                     own = engine == "reference" and f"{k}.Ainv" in data
                     pool.add_arm_state(llm.name, data[f"{k}.A"], data[f"{k}.Ainv"] if own else None,
                                        data[f"{k}.b"], data[f"{k}.theta"] if own else None,
-                                       int(e["n_obs"]), int(e["since_refactor"]),
+                                       _count(e["n_obs"]), _count(e["since_refactor"]),
                                        llm.input_price, llm.output_price)
             for llm, e in zip(llms, manifest["llms"]):
-                pool.set_wait(llm.name, float(e.get("wait", 0.0)))
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+                pool.set_wait(llm.name, _check_scalar("wait", e.get("wait", 0.0), low=0.0))
+            metadata = manifest.get("metadata", {})
+            if not isinstance(metadata, dict):
+                raise ValueError("metadata must be an object")
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError,
+                OverflowError) as exc:
             raise StateError(f"{path}: invalid router state ({exc})") from exc
         router._pool = pool
-        router.metadata = dict(manifest.get("metadata", {}))
+        router.metadata = dict(metadata)
         return router
 
 
@@ -674,6 +686,9 @@ _NATIVE_ARM_ARRAYS = ("U", "W", "Cinv", "b", "beta", "omega")
 def _native_pool_from(router: Router, manifest: dict, llms: list[LLM], data: dict):
     """The native engine's state exactly as saved (same bits, so same decisions)."""
     es = manifest["engine_state"]
+    max_rank = int(es["max_rank"])
+    if not 1 <= max_rank <= max(128, router._zdim):
+        raise ValueError(f"max_rank {max_rank} is out of range")
     state = {
         "bases": [{"scalar": float(b["scalar"]), "A": data[f"native.base{i}.A"],
                    "R": data[f"native.base{i}.R"]} for i, b in enumerate(es["bases"])],
@@ -681,16 +696,23 @@ def _native_pool_from(router: Router, manifest: dict, llms: list[LLM], data: dic
     }
     for k, (llm, e, a) in enumerate(zip(llms, manifest["llms"], es["arms"])):
         arm = {key: data[f"native.arm{k}.{key}"] for key in _NATIVE_ARM_ARRAYS}
-        arm.update(name=llm.name, base=int(a["base"]), rank=int(a["rank"]),
+        arm.update(name=llm.name, base=_count(a["base"]), rank=_count(a["rank"]),
                    input_price=llm.input_price, output_price=llm.output_price,
-                   wait=float(e.get("wait", 0.0)), n_obs=int(e["n_obs"]),
-                   since_refactor=int(e["since_refactor"]))
+                   wait=_check_scalar("wait", e.get("wait", 0.0), low=0.0),
+                   n_obs=_count(e["n_obs"]), since_refactor=_count(e["since_refactor"]))
         state["arms"].append(arm)
     if len(state["arms"]) != len(llms):
         raise ValueError("engine state does not match the pool")
     cfg = manifest["config"]
     return _core.Pool.from_snapshot(router._zdim, 2, int(cfg["refactor_every"]),
                                     int(es["max_rank"]), state)
+
+
+def _count(v: Any) -> int:
+    """A saved counter or index: an int in [0, 2**63) (what the engine's uint64 can hold)."""
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**63:
+        raise ValueError(f"expected an integer >= 0, got {v!r}")
+    return v
 
 
 def _jnum(v: float) -> float | str:

@@ -58,8 +58,9 @@ def cluster_domains(E: np.ndarray, n_clusters: int = 20, seed: int = 0) -> np.nd
 
 def _check_embeddings(E: Any, dim: int | None = None) -> np.ndarray:
     arr = np.asarray(E)
-    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"embeddings must be numeric, got dtype {arr.dtype}")
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) \
+            or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"embeddings must be real numbers, got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
     if arr.ndim != 2 or arr.shape[0] == 0:
         raise ValueError(f"embeddings must be a non-empty 2-d array, got shape {arr.shape}")
@@ -315,17 +316,35 @@ class TagTransform:
             manifest = json.loads(bytes(data.pop("manifest")).decode())
         except Exception as exc:  # noqa: BLE001 - any unreadable content is a bad file
             raise ValueError(f"{source}: not a readable tag transform ({exc})") from exc
-        if manifest.get("format") != _FORMAT or manifest.get("version") != _VERSION:
+        if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT \
+                or manifest.get("version") != _VERSION:
             raise ValueError(f"{source}: not a version-{_VERSION} mixllm tag transform")
         sums = manifest.get("sha256", {})
-        if set(sums) != set(data) or any(
+        if not isinstance(sums, dict) or set(sums) != set(data) or any(
                 hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest() != sums[k]
                 for k, v in data.items()):
             raise ValueError(f"{source}: checksum mismatch (file corrupted)")
-        t = cls(**manifest["params"])
-        t._fit = _Fitted(list(manifest["domains"]), data["mu"], data["W_dom"], data["b_dom"],
-                         data["P_cen"], data["P_str"])
-        t.dim = int(data["mu"].shape[0])
+        # The manifest itself is not checksummed: check what it says against the arrays.
+        try:
+            params, domains = manifest["params"], manifest["domains"]
+            if not isinstance(params, dict) or not isinstance(domains, list) \
+                    or not all(isinstance(d, str) for d in domains):
+                raise ValueError("params must be an object and domains a list of str")
+            t = cls(**params)
+            f = _Fitted(list(domains), data["mu"], data["W_dom"], data["b_dom"], data["P_cen"],
+                        data["P_str"])
+            d, D = f.mu.shape[0] if f.mu.ndim == 1 else -1, len(f.domains)
+            want = {"mu": (d,), "W_dom": (d, D), "b_dom": (D,)}
+            for k, shape in want.items():
+                if getattr(f, k).shape != shape:
+                    raise ValueError(f"array {k} has shape {getattr(f, k).shape}, expected {shape}")
+            if any(a.ndim != 2 or a.shape[0] != d or a.dtype.kind != "f"
+                   for a in (f.W_dom, f.P_cen, f.P_str)) or f.mu.dtype.kind != "f":
+                raise ValueError("projection arrays of the wrong shape or type")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: invalid tag transform ({exc})") from exc
+        t._fit = f
+        t.dim = int(d)
         return t
 
     def save(self, path: str | Path) -> None:
