@@ -27,6 +27,9 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pool", type=Path, help="pool file (TOML/JSON): prices and latency profiles")
     g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
                    help=f"embedding cache folder (default {DEFAULT_CACHE}); 'none' disables it")
+    g.add_argument("--encoder", choices=("minilm", "static"), default="minilm",
+                   help="minilm: the transformer (accurate, ~3-10 ms a query); static: a token "
+                        "table distilled from it (~0.1 ms; built once, ~40 s, on first use)")
 
 
 def _config(args: argparse.Namespace):
@@ -40,10 +43,24 @@ def _config(args: argparse.Namespace):
 
 
 def _encoder(args: argparse.Namespace):
+    if getattr(args, "encoder", "minilm") == "static":
+        from .static_encoder import StaticEncoder
+
+        return StaticEncoder(progress=not getattr(args, "quiet", False))
     from .encoder import Encoder
 
     cache = None if str(args.cache_dir).lower() == "none" else args.cache_dir
     return Encoder(cache_dir=cache)
+
+
+def _static_table(args: argparse.Namespace) -> int:
+    from .static_encoder import DEFAULT_DIM, build_table, default_table_path
+
+    out = args.out or default_table_path(args.dim or DEFAULT_DIM)
+    table = build_table(dim=args.dim or DEFAULT_DIM, progress=not args.quiet)
+    table.save(out)
+    print(f"wrote {out}: {table.table.shape[0]} tokens x {table.dim} dims")
+    return 0
 
 
 def _load(path: Path, what: str):
@@ -215,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     _config_args(p)
     p.set_defaults(func=_experiment)
+
+    p = sub.add_parser("static-table", help="distil the static encoder's token table from "
+                                            "MiniLM (done at first use otherwise)")
+    p.add_argument("--dim", type=int, help="PCA components (default 256)")
+    p.add_argument("--out", type=Path, help="table file (default: the user cache, where "
+                                            "--encoder static looks)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_static_table)
 
     p = sub.add_parser("info", help="print the version and the SIMD kernels in use")
     p.set_defaults(func=_info)

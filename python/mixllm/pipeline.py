@@ -205,7 +205,13 @@ class TextRouter:
               input_tokens: float | None = None) -> Decision:
         """Route one prompt; ``input_tokens`` defaults to :meth:`input_tokens`."""
         router = self._require()
-        x = self.features(self.embed([prompt]))[0]
+        enc = self._encoder()
+        text = prompt_view(prompt, self.config.view)
+        if input_tokens is None and text == prompt and hasattr(enc, "encode_with_counts"):
+            # One tokenisation gives both the embedding and the count (the static encoder).
+            E, counts = enc.encode_with_counts([text])
+            return router.route(self.features(E)[0], float(counts[0]), lam=lam)
+        x = self.features(enc.encode([text]))[0]
         n_in = self.input_tokens(prompt) if input_tokens is None else input_tokens
         return router.route(x, n_in, lam=lam)
 
@@ -246,7 +252,7 @@ class TextRouter:
         manifest = {
             "format": _FORMAT, "version": _VERSION, "config": self.config.to_json(),
             "encoder": {"identity": enc.identity, "max_length": enc.max_length,
-                        "default_model": _is_default(enc)},
+                        "default_model": _is_default(enc), **_encoder_kind(enc)},
             "router": router_file, "transform": transform_file, "files": files,
         }
         atomic_write(folder / "manifest.json", json.dumps(manifest, indent=2).encode())
@@ -280,9 +286,7 @@ class TextRouter:
             transform = TagTransform.from_bytes(raws[manifest["transform"]],
                                                 str(folder / manifest["transform"]))
         if encoder is None:
-            from .encoder import Encoder
-
-            encoder = Encoder(max_length=int(manifest["encoder"]["max_length"]))
+            encoder = _rebuild_encoder(manifest["encoder"], folder)
         if encoder.identity != manifest["encoder"]["identity"]:
             raise ValueError(f"{folder}: the router was trained with encoder "
                              f"{manifest['encoder']['identity']}, not {encoder.identity}")
@@ -335,6 +339,37 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _encoder_kind(enc: Any) -> dict[str, Any]:
+    """What :meth:`TextRouter.load` needs to rebuild the encoder: its kind, and for the static
+    one the table (``None``: the default table of ``dim`` components, rebuilt if missing)."""
+    if getattr(enc, "kind", "transformer") != "static":
+        return {"kind": "transformer"}
+    from .static_encoder import default_table_path
+
+    path = enc.table_path
+    default = path is not None and path.name == default_table_path(enc.dim).name
+    return {"kind": "static", "dim": enc.dim,
+            "table": None if default or path is None else str(path)}
+
+
+def _rebuild_encoder(entry: dict[str, Any], folder: Path) -> Any:
+    kind = entry.get("kind", "transformer")  # version-1 folders and older saves: MiniLM
+    max_length = int(entry["max_length"])
+    if kind == "transformer":
+        from .encoder import Encoder
+
+        return Encoder(max_length=max_length)
+    if kind == "static":
+        from .static_encoder import DEFAULT_DIM, StaticEncoder
+
+        dim, table = entry.get("dim", DEFAULT_DIM), entry.get("table")
+        if isinstance(dim, bool) or not isinstance(dim, int) or not (
+                table is None or isinstance(table, str)):
+            raise ValueError(f"{folder}: bad static encoder entry in the manifest")
+        return StaticEncoder(table, dim=dim, max_length=max_length)
+    raise ValueError(f"{folder}: unknown encoder kind {kind!r} in the manifest")
 
 
 def _is_default(enc: Any) -> bool:
