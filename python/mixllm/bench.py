@@ -8,6 +8,9 @@ the way a NumPy user would (one stacked ``(k, d, d)`` inverse); both are checked
 same decisions before timing. Figures are medians of single calls (per-call wall time,
 ``time.perf_counter_ns``); ``update_mean_us`` includes the amortised folds of the low-rank
 corrections (see ``cpp/include/mixllm/pool.hpp``).
+
+Text to decision (:func:`run_text`): ``TextRouter.route`` from a ~50-token query to a Decision
+(encoder, tag transform, router) for each encoder, static table and MiniLM.
 """
 
 from __future__ import annotations
@@ -132,6 +135,75 @@ def run(d: int = 385, k: int = 11, batch: int = 256, n: int = 2000, seed: int = 
     }
 
 
+# About 50 MiniLM WordPiece tokens each; a counter word makes every query distinct, so no
+# embedding cache can serve a repeat.
+_QUERY_TEMPLATES = (
+    "Write a Python function that takes a list of integers and returns the second largest "
+    "distinct value, or None when the list has fewer than two distinct values; explain its "
+    "running time and test it on a few edge cases such as {} repeated numbers.",
+    "A train leaves the station at 9 am travelling at 60 miles per hour and a second train "
+    "follows an hour later at 80 miles per hour. At what time does the second train catch up "
+    "with the first one, and how far have they both gone? Case {}.",
+    "Which of the following best explains why the sky appears blue during the day but red at "
+    "sunset: (A) reflection from the oceans (B) Rayleigh scattering of sunlight (C) ozone "
+    "absorption (D) dust from volcanoes? Give the letter only. Item {}.",
+)
+
+
+def _text_router(encoder: Any, k: int, seed: int):
+    """A TextRouter (default settings: tag transform on) fitted on generated prompts."""
+    from .pipeline import PipelineConfig, TextRouter
+
+    rng = np.random.default_rng(seed)
+    prompts = [_QUERY_TEMPLATES[i % 3].format(i) for i in range(300)]
+    domains = np.array([f"task{i % 3}" for i in range(300)])
+    pool = [LLM(f"m{i}", float(rng.uniform(0.1, 10)), float(rng.uniform(0.1, 30)))
+            for i in range(k)]
+    E = encoder.encode(prompts)
+    q = (rng.random((300, k)) < 0.6).astype(float)
+    out = rng.integers(1, 500, (300, k)).astype(float)
+    return TextRouter(pool, PipelineConfig(), encoder).fit(E, q, out, domains)
+
+
+def run_text(encoders: tuple[str, ...] = ("static", "minilm"), k: int = 11, n: int = 2000,
+             seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Text to decision: ``TextRouter.route`` on distinct ~50-token queries, per encoder.
+
+    Figures per encoder: ``routes_per_s`` (one thread, back to back: calls / total time),
+    ``p50_us`` / ``p99_us`` of single calls, ``encode_p50_us`` (the encoder alone) and the
+    queries' mean token count. The MiniLM encoder runs with its cache off (and fewer calls).
+    """
+    out: dict[str, Any] = {}
+    for name in encoders:
+        if name == "static":
+            from .static_encoder import StaticEncoder
+
+            enc = StaticEncoder(progress=progress)
+            calls = n
+        elif name == "minilm":
+            from .encoder import Encoder
+
+            enc = Encoder(cache_size=0)
+            calls = max(20, n // 20)
+        else:
+            raise ValueError(f"unknown encoder {name!r}; choose from static, minilm")
+        tr = _text_router(enc, k, seed)
+        queries = [_QUERY_TEMPLATES[i % 3].format(1000 + i) for i in range(calls)]
+        for q in queries[:5]:
+            tr.route(q)  # warm-up
+        t0 = time.perf_counter_ns()
+        lat = _times_us(lambda i: tr.route(queries[i]), calls)
+        total_s = (time.perf_counter_ns() - t0) / 1e9
+        enc_us = _times_us(lambda i: enc.encode([queries[i]]), min(calls, 500))
+        out[name] = {
+            "routes_per_s": calls / total_s, "p50_us": float(np.median(lat)),
+            "p99_us": float(np.percentile(lat, 99)), "encode_p50_us": float(np.median(enc_us)),
+            "calls": calls, "dim": enc.dim,
+            "mean_tokens": float(np.mean(enc.count_tokens(queries[:100]))),
+        }
+    return out
+
+
 def _main(args: argparse.Namespace) -> int:
     res = run(d=args.dim, k=args.k, batch=args.batch, n=args.n, seed=args.seed)
     print(f"routing core, d={res['d']} (intercept included), K={res['k']}, "
@@ -142,6 +214,15 @@ def _main(args: argparse.Namespace) -> int:
         a, b = res[key]["mixllm"], res[key]["numpy"]
         ratio = a / b if unit == "/s" else b / a
         print(f"{key:28}{a:12.1f}{b:12.1f}{ratio:7.1f}x")
+    encoders = tuple(e for e in args.encoders if e != "none")
+    if encoders:
+        res["text_to_decision"] = run_text(encoders, k=args.k, n=args.n, seed=args.seed)
+        print(f"\ntext to decision (TextRouter.route, ~50-token queries, K={args.k}, one thread)")
+        print(f"{'encoder':10}{'routes/s':>10}{'p50 us':>10}{'p99 us':>10}{'encode us':>11}"
+              f"{'dim':>6}{'tokens':>8}")
+        for name, r in res["text_to_decision"].items():
+            print(f"{name:10}{r['routes_per_s']:10.0f}{r['p50_us']:10.0f}{r['p99_us']:10.0f}"
+                  f"{r['encode_p50_us']:11.0f}{r['dim']:6d}{r['mean_tokens']:8.1f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(res, f, indent=2)
@@ -158,5 +239,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=256, help="queries per batch call")
     p.add_argument("--n", type=int, default=2000, help="single calls timed per figure")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--encoders", nargs="+", choices=("static", "minilm", "none"),
+                   default=["static", "minilm"],
+                   help="text-to-decision figures for these encoders ('none': skip)")
     p.set_defaults(func=_main)
     return p
