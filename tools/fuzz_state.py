@@ -60,6 +60,37 @@ def _seed_files() -> None:
         {"name": "a", "input_price": 1.0, "output_price": 2.0, "slots": 4}]}).encode()
 
 
+class BytesProvider:
+    """The part of atheris.FuzzedDataProvider these targets use, for drivers without atheris
+    (the hypothesis test): consumes the input bytes from the front."""
+
+    def __init__(self, data: bytes) -> None:
+        self._d = memoryview(bytes(data))
+
+    def _take(self, n: int) -> bytes:
+        out, self._d = bytes(self._d[:n]), self._d[n:]
+        return out
+
+    def ConsumeBytes(self, n: int) -> bytes:  # noqa: N802 - atheris' names
+        return self._take(n)
+
+    def ConsumeInt(self, n_bytes: int) -> int:  # noqa: N802
+        return int.from_bytes(self._take(n_bytes).ljust(n_bytes, b"\0"), "little", signed=True)
+
+    def ConsumeIntInRange(self, lo: int, hi: int) -> int:  # noqa: N802
+        return lo + int.from_bytes(self._take(4).ljust(4, b"\0"), "little") % (hi - lo + 1)
+
+    def ConsumeBool(self) -> bool:  # noqa: N802
+        return bool(self.ConsumeIntInRange(0, 1))
+
+    def ConsumeRegularFloat(self) -> float:  # noqa: N802
+        v = float(np.frombuffer(self._take(8).ljust(8, b"\0"), np.float64)[0])
+        return v if np.isfinite(v) else 0.0
+
+    def ConsumeUnicodeNoSurrogates(self, n: int) -> str:  # noqa: N802
+        return self._take(n).decode("latin-1")
+
+
 def _fuzz_value(fdp):
     kind = fdp.ConsumeIntInRange(0, 9)
     return [None, fdp.ConsumeInt(8), -fdp.ConsumeIntInRange(0, 10**6), 10**30,
