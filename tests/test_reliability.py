@@ -224,8 +224,24 @@ def test_ill_conditioned_feedback_gives_finite_decisions(scale):
         assert np.isfinite(np.stack([d.quality, d.output_tokens, d.cost, d.bonus, d.score])).all()
 
 
+class HashEncoder:
+    """A deterministic stand-in for the ONNX encoder: hashed words, L2-normalised."""
+
+    identity, max_length, model_sha256, dim = "hash-32", 512, "0" * 64, 32
+
+    def encode(self, texts, progress=False):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in t.split()[:1000]:
+                out[i, hash(w) % self.dim] += 1.0
+            out[i] /= max(float(np.linalg.norm(out[i])), 1e-9)
+        return out
+
+    def count_tokens(self, texts):
+        return np.array([len(t.split()) for t in texts], dtype=np.int64)
+
+
 def test_text_inputs_empty_huge_and_invalid_unicode():
-    from tests.test_evaluate import HashEncoder  # noqa: PLC0415 - shared stand-in encoder
     rng = np.random.default_rng(0)
     E = rng.normal(size=(40, 32))
     tr = TextRouter(POOL, PipelineConfig(ridge=1.0, tags=False), HashEncoder()).fit(
