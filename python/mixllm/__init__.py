@@ -7,14 +7,18 @@ The names most users need are here; the submodules hold the rest:
 
 from ._core import available_backends, set_simd_backend, simd_backend
 from .data import DataError, RoutingData, load, load_pool, save_pool
+from .encoder import CacheInfo, Encoder, EncoderError
 from .pipeline import PipelineConfig, TextRouter
 from .router import LLM, Decision, Router, StateError
 from .tags import TagTransform
 
 __all__ = [
     "LLM",
+    "CacheInfo",
     "DataError",
     "Decision",
+    "Encoder",
+    "EncoderError",
     "PipelineConfig",
     "Router",
     "RoutingData",
