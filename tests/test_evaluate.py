@@ -268,6 +268,15 @@ def test_cli_reports_bad_data_cleanly(tmp_path, capsys):
     assert "empty.jsonl" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["eval", "--train", str(tmp_path / "nope.csv"), "--reference", "x"])
+    data = make_data(30)
+    path = tmp_path / "d.jsonl"
+    save_long(data, path)
+    pool = tmp_path / "pool.toml"
+    save_pool(POOL[:2], pool)
+    assert main(["eval", "--train", str(path), "--reference", "big", "--pool", str(pool),
+                 "--quiet", "--cache-dir", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "pool.toml" in err and "small" in err
 
 
 @pytest.mark.realdata

@@ -81,6 +81,19 @@ def _limit(data: Any, n: int | None, seed: int):
     return data.subset(rows)
 
 
+def _pool_for(args: argparse.Namespace, data: Any):
+    """The pool file's LLMs (checked to price every model of the data), else the data's own."""
+    from . import data as D
+
+    if not args.pool:
+        return data.match_pool()
+    pool = D.load_pool(args.pool)
+    missing = sorted(set(data.models) - {m.name for m in pool})
+    if missing:
+        raise D.DataError(f"{args.pool}: no entry for the data's models {missing}")
+    return pool
+
+
 def _eval(args: argparse.Namespace) -> int:
     from . import data as D
     from .evaluate import BASELINES, evaluate
@@ -90,7 +103,7 @@ def _eval(args: argparse.Namespace) -> int:
         test = _limit(_load(args.test, "test data"), args.limit, args.seed + 1)
     else:
         train, test = train.split(args.split, args.seed)
-    pool = D.load_pool(args.pool) if args.pool else None
+    pool = _pool_for(args, train)
     baselines = BASELINES if args.baselines is None else tuple(args.baselines)
     online = args.feedback if args.online else None
     report = evaluate(train, test, args.reference, pool=pool, config=_config(args),
@@ -129,7 +142,7 @@ def _fit(args: argparse.Namespace) -> int:
     from .pipeline import TextRouter
 
     train = _load(args.train, "training data")
-    pool = D.load_pool(args.pool) if args.pool else train.match_pool()
+    pool = [m for m in _pool_for(args, train) if m.name in train.models]
     tr = TextRouter(pool, _config(args), _encoder(args))
     tr.fit_data(train, progress=not args.quiet)
     tr.save(args.out)
