@@ -95,7 +95,6 @@ def _pool_for(args: argparse.Namespace, data: Any):
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from . import data as D
     from .evaluate import BASELINES, evaluate
 
     train = _limit(_load(args.train, "training data"), args.limit, args.seed)
@@ -138,7 +137,6 @@ def _print_report(report: dict[str, Any]) -> None:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from . import data as D
     from .pipeline import TextRouter
 
     train = _load(args.train, "training data")
