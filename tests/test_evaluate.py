@@ -296,7 +296,8 @@ def test_cli_eval_on_routerbench_subset(shared_data, tmp_path):
 
 
 # ---------------------------------------------------------------------------- experiments
-@pytest.mark.parametrize("name", ["main", "continual", "tags", "newllm", "unseen", "signal"])
+@pytest.mark.parametrize("name", ["main", "continual", "tags", "newllm", "unseen", "signal",
+                                  "budget"])
 def test_experiments_run_and_render(name):
     from mixllm.experiments import run_experiment, to_markdown
 
@@ -305,9 +306,10 @@ def test_experiments_run_and_render(name):
                          config=PipelineConfig(ridge=1.0), ratios=(0.5,), new=("mid",))
     assert res["experiment"] == name and res["folds"] == 3
     md = to_markdown(res)
-    assert md.count("| router | AIQ") >= 1 or (name == "signal" and md.count("| LLM |") == 1)
+    assert md.count("| router | AIQ") >= 1 or (name == "signal" and md.count("| LLM |") == 1) \
+        or (name == "budget" and md.count("| target |") == 1)
     flat = json.dumps(res)
-    assert "aiq_mean" in flat or name == "signal"
+    assert "aiq_mean" in flat or name in ("signal", "budget")
     if name == "signal":
         # the planted rates differ by task, not within one: no within-task signal to find
         aucs = [v["auc"] for per in res["results"].values() for v in per.values() if v]

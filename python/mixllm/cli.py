@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_route)
 
     p = sub.add_parser("experiment", help="run one of the experiments of docs/RESULTS.md")
-    p.add_argument("name", choices=("main", "continual", "tags", "newllm", "unseen", "signal"))
+    p.add_argument("name", choices=("main", "continual", "tags", "newllm", "unseen", "signal",
+                                    "budget"))
     p.add_argument("--data", type=Path, required=True, help="routing data (file or folder)")
     p.add_argument("--reference", required=True)
     p.add_argument("--folds", type=int, default=5)

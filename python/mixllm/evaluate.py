@@ -153,7 +153,7 @@ class Stream:
 def replay(router: Router, F: np.ndarray, stream: Stream, lam: float, *,
            online: str | None = None, tau: float = math.inf, thumbs_threshold: float = 0.5,
            events: Sequence[tuple[int, Callable[[Router], None]]] = (),
-           track_dispatch: bool = True) -> dict[str, Any]:
+           track_dispatch: bool = True, controller: Any = None) -> dict[str, Any]:
     """Route the stream in order, learning from what is revealed.
 
     ``online`` is ``None`` (no learning), ``"refined"`` (the routed LLM's quality and length
@@ -161,7 +161,9 @@ def replay(router: Router, F: np.ndarray, stream: Stream, lam: float, *,
     plus the length). With a finite ``tau`` the router's latency penalty sees each LLM's
     waiting time as the queue simulator last refreshed it. ``events`` are ``(index, fn)``
     pairs run on the router before query ``index`` (e.g. adding an LLM mid-stream); the
-    router is mutated, so pass a clone.
+    router is mutated, so pass a clone. With a ``controller``
+    (:class:`mixllm.budget.SpendController`) the ``lam`` of each query is the controller's, and
+    the real cost of each routed response is fed back to it; ``lam`` is then ignored.
     """
     n = len(F)
     names = stream.models
@@ -183,9 +185,12 @@ def replay(router: Router, F: np.ndarray, stream: Stream, lam: float, *,
                 tracker.refresh(now, measured)
             for name in router.names:
                 router.set_waiting_time(name, tracker.estimate(name, now))
-        d = router.route(F[i], float(stream.input_tokens[i]), lam=lam)
+        lam_i = controller.lam if controller is not None else lam
+        d = router.route(F[i], float(stream.input_tokens[i]), lam=lam_i)
         k = names.index(d.llm)
         choice[i] = k
+        if controller is not None:
+            controller.observe(float(stream.cost[i, k]))
         if sim is not None:
             tracker.dispatched(d.llm, float(d.output_tokens[d.index]))
             wait, _ = sim.submit(d.llm, float(stream.arrivals[i]), float(stream.output_tokens[i, k]))

@@ -10,6 +10,7 @@ computed once per prompt view and cached on disk.
 ``tags``       tag-enhanced features vs the plain embedding, across cost bands.
 ``newllm``     two LLMs missing from training, added halfway through the test stream.
 ``unseen``     one task left out of training and tested on (with and without online learning).
+``budget``     a spend target held online by adapting ``lam`` (SpendController).
 ``signal``     how predictable each LLM's quality is from the query embedding, per task
                (cross-validated ROC AUC of a logistic regression; 0.5 = no signal).
 """
@@ -30,7 +31,7 @@ from .pipeline import PipelineConfig, TextRouter, domain_labels, prompt_view
 
 __all__ = ["EXPERIMENTS", "run_experiment", "quality_at"]
 
-EXPERIMENTS = ("main", "continual", "tags", "newllm", "unseen", "signal")
+EXPERIMENTS = ("main", "continual", "tags", "newllm", "unseen", "signal", "budget")
 COST_BANDS = (5.0, 10.0, 25.0, 50.0)
 
 
@@ -299,6 +300,42 @@ def _signal(ctx: _Context, config: PipelineConfig) -> dict[str, Any]:
     return out
 
 
+def _budget(ctx: _Context, config: PipelineConfig,
+            targets: Sequence[float] = (10.0, 25.0, 50.0)) -> dict[str, Any]:
+    """Targets as % of the reference's average cost per query, held with online feedback."""
+    from .budget import SpendController
+
+    out: dict[str, Any] = {}
+    E = ctx.embeddings(config.view)
+    for pct in targets:
+        rows = []
+        for tr_rows, te_rows in ctx.folds:
+            test, kept = _stream(ctx, te_rows)
+            r = _fit(ctx, config, np.sort(tr_rows))
+            F = r.features(E[kept])
+            ref_cost = float(test.cost[:, test.reference].mean())
+            # Start from the lam whose routes hit the target on the training rows (costs known
+            # there), then let the controller correct drift on the stream.
+            train, train_rows = _stream(ctx, np.sort(tr_rows))
+            F_train = r.features(E[train_rows])
+            grid = default_lams(41)[:-1]
+            spent = [train.score(r.router.route_batch(F_train, train.input_tokens, lam))[1]
+                     for lam in grid]
+            lam0 = float(grid[int(np.argmin(np.abs(np.array(spent) - pct)))])
+            ctl = SpendController(pct / 100.0 * ref_cost, lam=lam0, eta=0.02, smoothing=0.02)
+            res = replay(r.router.clone(), F, test, math.nan, online="refined", controller=ctl)
+            q, c = test.score(res["choice"])
+            half = len(kept) // 2
+            q2, c2 = Stream(test.models, test.quality[half:], test.cost[half:],
+                            test.output_tokens[half:], test.input_tokens[half:],
+                            test.task[half:], test.reference).score(res["choice"][half:])
+            rows.append({"quality_pct": q, "cost_pct": c, "second_half_cost_pct": c2,
+                         "second_half_quality_pct": q2, "final_lam": ctl.lam})
+        out[f"target {pct:g}% of the reference's cost"] = {
+            k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    return out
+
+
 def run_experiment(name: str, data: Any, reference: str, *, encoder: Any,
                    config: PipelineConfig | None = None, folds: int = 5, seed: int = 0,
                    tau: float = 2.0, ratios: Sequence[float] = (0.3, 0.5, 0.7),
@@ -324,6 +361,8 @@ def run_experiment(name: str, data: Any, reference: str, *, encoder: Any,
         result = _newllm(ctx, config, new, alpha)
     elif name == "signal":
         result = _signal(ctx, config)
+    elif name == "budget":
+        result = _budget(ctx, config)
     else:
         result = _unseen(ctx, config, alpha)
     return {"experiment": name, "reference": reference, "folds": folds, "seed": seed,
@@ -334,6 +373,15 @@ def run_experiment(name: str, data: Any, reference: str, *, encoder: Any,
 def to_markdown(result: dict[str, Any]) -> str:
     """Tables of an experiment's results: one row per router or variant."""
     lines: list[str] = []
+    if result["experiment"] == "budget":
+        lines.append("| target | cost % achieved (whole stream) | second half | quality % | "
+                     "second half | final lam |")
+        lines.append("|---|---:|---:|---:|---:|---:|")
+        for name, v in result["results"].items():
+            lines.append(f"| {name} | {v['cost_pct']:.1f} | {v['second_half_cost_pct']:.1f} | "
+                         f"{v['quality_pct']:.1f} | {v['second_half_quality_pct']:.1f} | "
+                         f"{v['final_lam']:.2e} |")
+        return "\n".join(lines) + "\n"
     if result["experiment"] == "signal":
         tasks = list(result["results"])
         lines.append("| LLM | " + " | ".join(f"{t}: AUC (correct rate)" for t in tasks) + " |")
