@@ -1,4 +1,4 @@
-"""The ``mixllm`` command line: eval, fit, route, info."""
+"""The ``mixllm`` command line: eval, fit, route, serve, info."""
 
 from __future__ import annotations
 
@@ -184,6 +184,19 @@ def _experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from .serve import require_serve_extra, run
+        require_serve_extra()
+    except ModuleNotFoundError as exc:
+        raise SystemExit(f"mixllm serve: {exc}") from exc
+    encoder = None
+    if args.state is None or not (args.state / "manifest.json").is_file():
+        encoder = _encoder(args)  # a cold start; a saved state names its own encoder
+    run(args.pool, args.state, host=args.host, port=args.port, encoder=encoder)
+    return 0
+
+
 def _info(_: argparse.Namespace) -> int:
     print(json.dumps({"version": __version__, "simd_backend": simd_backend(),
                       "available_backends": available_backends()}, indent=2))
@@ -252,6 +265,20 @@ def build_parser() -> argparse.ArgumentParser:
                                             "--encoder static looks)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_static_table)
+
+    p = sub.add_parser("serve", help="OpenAI-compatible routing proxy over a pool file "
+                                     "(needs mixllm[serve]; see docs/SERVING.md)")
+    p.add_argument("--pool", type=Path, required=True,
+                   help="pool file whose LLMs give base_url (and model, api_key_env)")
+    p.add_argument("--state", type=Path, help="router folder ('mixllm fit --out'): loaded if "
+                                              "present, saved periodically and on shutdown")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--encoder", choices=("minilm", "static"), default="minilm",
+                   help="prompt encoder for a cold start (default minilm)")
+    p.add_argument("--cache-dir", type=Path, default=Path("none"),
+                   help="embedding cache folder (default: none)")
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser("info", help="print the version and the SIMD kernels in use")
     p.set_defaults(func=_info)

@@ -58,7 +58,9 @@ __all__ = [
     "ROUTERBENCH_LATENCY_ASSUMPTIONS",
     "cost_fit",
     "count_tokens",
+    "Backend",
     "load",
+    "load_backends",
     "load_long",
     "load_pool",
     "load_routerbench",
@@ -1507,6 +1509,61 @@ def save_long(data: RoutingData, path: PathLike, *, format: str = "auto",
 # ---------------------------------------------------------------------------------- pools
 POOL_VERSION = 1
 _POOL_FIELDS = ("name", "input_price", "output_price", "ttft_s", "tokens_per_s", "slots")
+#: Optional per-LLM fields read only by ``mixllm serve`` (see docs/SERVING.md).
+_SERVE_FIELDS = ("base_url", "api_key_env", "model", "timeout_s")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where ``mixllm serve`` sends an LLM's requests (an OpenAI-compatible endpoint).
+
+    Parameters
+    ----------
+    name : str
+        The pool LLM this backend serves.
+    base_url : str
+        ``http(s)://host[:port]/path`` up to and excluding ``/chat/completions``.
+    model : str
+        The backend's own model id (defaults to ``name``).
+    api_key_env : str or None
+        Name of the environment variable holding the API key; the key itself is never stored.
+    timeout_s : float
+        Seconds to wait for the backend before falling back to the next LLM (> 0).
+    """
+
+    name: str
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+    timeout_s: float = 60.0
+
+    def api_key(self) -> str | None:
+        """The key, read from the environment at call time (``None`` when unset)."""
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+def _backend(label: str, name: str, e: Mapping[str, Any]) -> Backend | None:
+    """The entry's serving fields, checked; ``None`` when it has no ``base_url``."""
+    if "base_url" not in e:
+        others = sorted(set(e) & set(_SERVE_FIELDS))
+        if others:
+            raise DataError(f"{label}: {others} given without base_url")
+        return None
+    url = e["base_url"]
+    if not isinstance(url, str) or not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+        raise DataError(f"{label}: base_url must be an http(s) URL, got {url!r}")
+    model = e.get("model", name)
+    if not isinstance(model, str) or not model.strip():
+        raise DataError(f"{label}: model must be a non-empty string, got {model!r}")
+    key_env = e.get("api_key_env")
+    if key_env is not None and (not isinstance(key_env, str) or not _ENV_NAME.fullmatch(key_env)):
+        raise DataError(f"{label}: api_key_env must name an environment variable, got {key_env!r}")
+    timeout = e.get("timeout_s", 60.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+            or not math.isfinite(timeout) or timeout <= 0:
+        raise DataError(f"{label}: timeout_s must be a finite number > 0, got {timeout!r}")
+    return Backend(name, url.rstrip("/"), model, key_env, float(timeout))
 
 
 def _pool_kind(path: Path) -> str:
@@ -1529,6 +1586,16 @@ def load_pool(path: PathLike) -> list[LLM]:
     list of LLM
         In file order.
     """
+    return [llm for llm, _ in _read_pool(path)]
+
+
+def load_backends(path: PathLike) -> dict[str, Backend]:
+    """The serving endpoints of a pool file: LLM name -> :class:`Backend`, for the entries
+    that give a ``base_url`` (optional fields ``model``, ``api_key_env``, ``timeout_s``)."""
+    return {llm.name: b for llm, b in _read_pool(path) if b is not None}
+
+
+def _read_pool(path: PathLike) -> list[tuple[LLM, Backend | None]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such pool file")
@@ -1566,15 +1633,18 @@ def load_pool(path: PathLike) -> list[LLM]:
         missing = [f for f in _POOL_FIELDS[:3] if f not in e]
         if missing:
             raise DataError(f"{label}: missing {missing}")
-        extra = sorted(set(e) - set(_POOL_FIELDS))
+        extra = sorted(set(e) - set(_POOL_FIELDS) - set(_SERVE_FIELDS))
         if extra:
-            raise DataError(f"{label}: unknown keys {extra} (allowed: {list(_POOL_FIELDS)})")
-        kwargs = {f: (_price(v) if f != "slots" else v) for f, v in e.items()}
+            raise DataError(f"{label}: unknown keys {extra} "
+                            f"(allowed: {list(_POOL_FIELDS + _SERVE_FIELDS)})")
+        kwargs = {f: (_price(v) if f != "slots" else v) for f, v in e.items()
+                  if f in _POOL_FIELDS}
         try:
-            llms.append(LLM(**kwargs))
+            llm = LLM(**kwargs)
         except (TypeError, ValueError) as exc:
             raise DataError(f"{label}: {exc}") from exc
-    names = [llm.name for llm in llms]
+        llms.append((llm, _backend(label, llm.name, e)))
+    names = [llm.name for llm, _ in llms]
     if _duplicates(names):
         raise DataError(f"{path}: LLM names must be unique; repeated: {_duplicates(names)}")
     return llms

@@ -1,0 +1,597 @@
+"""``mixllm serve``: an OpenAI-compatible routing proxy (FastAPI + uvicorn).
+
+Clients point their OpenAI SDK at the proxy. ``POST /v1/chat/completions`` with ``model`` set
+to ``"mixllm"`` (or ``"mixllm:lam=0.5"`` for a per-request willingness to pay) is routed by the
+router; a pool LLM's name is passed through to that LLM. Every response names the LLM that
+answered and the score terms in ``x-mixllm-*`` headers. A backend that fails (connection error,
+timeout, HTTP 429 or 5xx) is skipped for the next-best LLM; a stream falls back only before its
+first byte. ``POST /v1/feedback`` learns from a response's quality (or a thumb) together with the
+output tokens the proxy observed; ``GET /metrics`` is Prometheus text. See docs/SERVING.md.
+
+Needs the ``serve`` extra: ``pip install 'mixllm[serve]'``.
+"""
+
+# No "from __future__ import annotations": FastAPI reads the handlers' annotations at run time
+# and fastapi is imported inside create_app (an optional extra).
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import math
+import re
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import Backend
+from .pipeline import PipelineConfig, TextRouter
+from .router import LLM, Decision, Router
+
+__all__ = ["ServeConfig", "create_app", "require_serve_extra", "run"]
+
+log = logging.getLogger("mixllm.serve")
+
+_MODEL_RE = re.compile(r"mixllm(?::lam=([^\s]+))?")
+_RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+def require_serve_extra() -> None:
+    """Raise a clear error when the ``serve`` extra's packages are missing."""
+    missing = []
+    for mod in ("fastapi", "uvicorn", "httpx", "prometheus_client"):
+        try:
+            __import__(mod)
+        except ModuleNotFoundError:
+            missing.append(mod)
+    if missing:
+        raise ModuleNotFoundError(
+            f"mixllm serve needs {', '.join(missing)}: pip install 'mixllm[serve]'")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Limits and periods of the proxy.
+
+    Parameters
+    ----------
+    max_body_bytes : int
+        Largest accepted request body (HTTP 413 above).
+    max_pending : int
+        Responses remembered for ``/v1/feedback`` (oldest forgotten first).
+    save_every_s : float
+        Period of saving the learned state to ``--state`` when it changed (also on shutdown).
+    latency_halflife : int
+        Responses over which a backend's observed latency is averaged (exponentially).
+    feedback_weight_thumbs : float
+        Weight of a thumb in the ridge regression (a refined quality has weight 1).
+    """
+
+    max_body_bytes: int = 1 << 20
+    max_pending: int = 100_000
+    save_every_s: float = 60.0
+    latency_halflife: int = 20
+    feedback_weight_thumbs: float = 0.5
+
+
+class _Live:
+    """Per backend: requests in flight and the observed latency, turned into a waiting time.
+
+    The expected wait of a new request is zero while a slot is free, else the mean observed
+    latency times the number of queued rounds ahead of it (``in_flight // slots``).
+    """
+
+    def __init__(self, llms: Sequence[LLM], halflife: int) -> None:
+        self._lock = threading.Lock()
+        self.slots = {m.name: m.slots for m in llms}
+        self.in_flight = {m.name: 0 for m in llms}
+        self.latency = {m.name: m.ttft_s for m in llms}
+        self._decay = 0.5 ** (1.0 / max(1, halflife))
+
+    def start(self, name: str) -> float:
+        with self._lock:
+            self.in_flight[name] += 1
+            return self._wait(name)
+
+    def finish(self, name: str, seconds: float | None) -> float:
+        with self._lock:
+            self.in_flight[name] -= 1
+            if seconds is not None:
+                self.latency[name] = self._decay * self.latency[name] + (1 - self._decay) * seconds
+            return self._wait(name)
+
+    def _wait(self, name: str) -> float:
+        return self.latency[name] * (self.in_flight[name] // self.slots[name])
+
+
+@dataclass
+class _Pending:
+    x: np.ndarray
+    llm: str
+    output_tokens: float
+
+
+class _State:
+    """The router, the backends and what the proxy observed (shared by the handlers)."""
+
+    def __init__(self, pool: Sequence[LLM], backends: Mapping[str, Backend],
+                 state_dir: Path | None, encoder: Any, config: ServeConfig,
+                 pipeline: PipelineConfig | None) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self.backends = dict(backends)
+        self.tr = self._load_or_new(list(pool), encoder, pipeline)
+        self.names = self.tr.router.names
+        self.llms = {m.name: m for m in self.tr.router.llms}
+        self.live = _Live(self.tr.router.llms, config.latency_halflife)
+        self.pending: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
+        self.lock = threading.Lock()  # pending table and the dirty flag
+        self.dirty = False
+
+    def _load_or_new(self, pool: list[LLM], encoder: Any, pipeline: PipelineConfig | None
+                     ) -> TextRouter:
+        if self.state_dir is not None and (self.state_dir / "manifest.json").is_file():
+            tr = TextRouter.load(self.state_dir, encoder=encoder)
+            router = tr.router
+            wanted = {m.name for m in pool}
+            for name in [n for n in router.names if n not in wanted]:
+                router.remove_llm(name)
+            for llm in pool:
+                if llm.name not in router.names:
+                    router.add_llm(llm)
+            tr.pool = router.llms
+            log.info("loaded router state from %s", self.state_dir)
+            return tr
+        # Cold start: raw embeddings, zero priors, so cost decides until feedback arrives
+        # (alpha > 0 adds an exploration bonus).
+        cfg = pipeline or PipelineConfig(tags=False)
+        tr = TextRouter(pool, cfg, encoder)
+        dim = int(tr._encoder().encode(["dim"]).shape[1])
+        tr.router = Router(pool, dim, alpha=cfg.alpha, beta=cfg.beta, tau=cfg.tau,
+                           ridge=cfg.ridge, lam=cfg.lam, cold_ridge=cfg.cold_ridge)
+        return tr
+
+    # ------------------------------------------------------------------ routing
+    def features(self, prompt: str) -> tuple[np.ndarray, float]:
+        tr = self.tr
+        x = tr.features(tr.embed([prompt]))[0]
+        return x, tr.input_tokens(prompt)
+
+    def remember(self, rid: str, x: np.ndarray, llm: str, output_tokens: float) -> None:
+        with self.lock:
+            self.pending[rid] = _Pending(x, llm, output_tokens)
+            while len(self.pending) > self.config.max_pending:
+                self.pending.popitem(last=False)
+
+    def feedback(self, rid: str, quality: float | None, up: bool | None) -> str:
+        with self.lock:
+            p = self.pending.get(rid)
+        if p is None:
+            raise KeyError(rid)
+        r = self.tr.router
+        if quality is not None:
+            r.feedback(p.x, p.llm, quality, p.output_tokens)
+        else:
+            r.feedback_thumbs(p.x, p.llm, bool(up), p.output_tokens,
+                              weight=self.config.feedback_weight_thumbs)
+        with self.lock:
+            self.dirty = True
+        return p.llm
+
+    def save(self) -> bool:
+        if self.state_dir is None:
+            return False
+        with self.lock:
+            if not self.dirty and (self.state_dir / "manifest.json").is_file():
+                return False
+            self.dirty = False
+        self.tr.save(self.state_dir)
+        return True
+
+
+def _prompt_text(messages: Any) -> str:
+    """The messages' text, one block per message (the router's view picks the last block)."""
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("'messages' must be a non-empty list")
+    parts = []
+    for m in messages:
+        if not isinstance(m, dict):
+            raise ValueError("each message must be an object")
+        c = m.get("content")
+        if isinstance(c, str):
+            parts.append(c)
+        elif isinstance(c, list):
+            parts.extend(p.get("text", "") for p in c if isinstance(p, dict)
+                         and isinstance(p.get("text"), str))
+        elif c is not None:
+            raise ValueError("message content must be a string or a list of parts")
+    return "\n\n".join(p for p in parts if p.strip()) or " "
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error",
+           headers: Mapping[str, str] | None = None):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}},
+                        status_code=status, headers=dict(headers or {}))
+
+
+def _terms_header(d: Decision, k: int) -> str:
+    return json.dumps({t: round(float(getattr(d, t)[k]), 8) for t in
+                       ("quality", "output_tokens", "cost", "bonus", "penalty", "score")},
+                      separators=(",", ":"))
+
+
+class _SSE:
+    """Rewrites an OpenAI SSE stream event by event (the proxy's response id and the pool
+    LLM's name in every chunk) and counts the output tokens on the way."""
+
+    def __init__(self, rid: str, name: str) -> None:
+        self.rid, self.name = rid, name
+        self.buf = b""
+        self.usage: float | None = None
+        self.chunks = 0
+
+    def feed(self, data: bytes) -> bytes:
+        self.buf += data
+        out = []
+        while True:
+            cut = self.buf.find(b"\n\n")
+            if cut < 0:
+                return b"".join(out)
+            event, self.buf = self.buf[:cut], self.buf[cut + 2:]
+            out.append(self._event(event) + b"\n\n")
+
+    def flush(self) -> bytes:
+        rest, self.buf = self.buf, b""
+        return self._event(rest) if rest.strip() else rest
+
+    def _event(self, event: bytes) -> bytes:
+        lines = event.replace(b"\r\n", b"\n").split(b"\n")
+        for i, line in enumerate(lines):
+            if not line.startswith(b"data:") or line[5:].strip() == b"[DONE]":
+                continue
+            try:
+                obj = json.loads(line[5:])
+            except ValueError:
+                continue
+            if not isinstance(obj, dict):
+                continue
+            u = obj.get("usage")
+            if isinstance(u, dict) and isinstance(u.get("completion_tokens"), (int, float)):
+                self.usage = float(u["completion_tokens"])
+            for ch in obj.get("choices") or []:
+                delta = ch.get("delta") if isinstance(ch, dict) else None
+                if isinstance(delta, dict) and delta.get("content"):
+                    self.chunks += 1  # one token per content chunk when no usage is sent
+            obj["id"], obj["model"] = self.rid, self.name
+            lines[i] = b"data: " + json.dumps(obj).encode()
+        return b"\n".join(lines)
+
+    @property
+    def output_tokens(self) -> float:
+        return self.usage if self.usage is not None else float(self.chunks)
+
+
+def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
+               state_dir: str | Path | None = None, encoder: Any = None,
+               config: ServeConfig | None = None, pipeline: PipelineConfig | None = None):
+    """The proxy as an ASGI app.
+
+    Parameters
+    ----------
+    pool : sequence of LLM
+        The LLMs to route among (prices, latency profiles).
+    backends : mapping name -> Backend
+        Where each LLM is served; every pool LLM needs one.
+    state_dir : path, optional
+        Folder of a :class:`~mixllm.pipeline.TextRouter` (``mixllm fit`` writes one): loaded at
+        start when present, saved periodically and at shutdown.
+    encoder : optional
+        The prompt encoder (default: the one the state names, else MiniLM).
+    config : ServeConfig, optional
+    pipeline : PipelineConfig, optional
+        Router settings for a cold start (default: raw embeddings, no tags).
+    """
+    require_serve_extra()
+    import httpx
+    import prometheus_client as prom
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
+    from starlette.concurrency import run_in_threadpool
+
+    missing = [m.name for m in pool if m.name not in backends]
+    if missing:
+        raise ValueError(f"no base_url for {missing}: every pool LLM needs a backend")
+    cfg = config or ServeConfig()
+    st = _State(pool, backends, None if state_dir is None else Path(state_dir), encoder, cfg,
+                pipeline)
+    reg = prom.CollectorRegistry()
+    m_req = prom.Counter("mixllm_requests", "Chat completions by answering LLM and outcome",
+                         ["llm", "outcome"], registry=reg)
+    m_routed = prom.Counter("mixllm_routed", "Routing decisions by chosen LLM", ["llm"],
+                            registry=reg)
+    m_fallback = prom.Counter("mixllm_fallbacks", "Backend failures that moved to the next LLM",
+                              ["llm", "reason"], registry=reg)
+    m_spend = prom.Counter("mixllm_spend_usd", "Spend from the backends' token usage", ["llm"],
+                           registry=reg)
+    m_tokens = prom.Counter("mixllm_output_tokens", "Output tokens observed", ["llm"],
+                            registry=reg)
+    m_feedback = prom.Counter("mixllm_feedback", "Feedback learned", ["llm", "kind"],
+                              registry=reg)
+    m_overhead = prom.Histogram("mixllm_router_overhead_seconds",
+                                "Embedding + routing time per request", registry=reg,
+                                buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
+                                         5e-2, 0.1, 0.25, 1.0))
+    m_inflight = prom.Gauge("mixllm_in_flight", "Requests in flight per LLM", ["llm"],
+                            registry=reg)
+    m_latency = prom.Histogram("mixllm_backend_latency_seconds", "Backend response time",
+                               ["llm"], registry=reg)
+
+    async def saver() -> None:
+        while True:
+            await asyncio.sleep(cfg.save_every_s)
+            try:
+                await run_in_threadpool(st.save)
+            except Exception:
+                log.exception("saving the router state failed")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000))
+        task = asyncio.create_task(saver()) if st.state_dir is not None else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await app.state.http.aclose()
+            st.save()
+
+    app = FastAPI(title="mixllm", lifespan=lifespan)
+    app.state.mixllm = st
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        ids = ["mixllm", *st.names]
+        return {"object": "list",
+                "data": [{"id": i, "object": "model", "created": 0, "owned_by": "mixllm"}
+                         for i in ids]}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(prom.generate_latest(reg), media_type=prom.CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True, "llms": st.names}
+
+    async def read_json(request: Request) -> Any:
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > cfg.max_body_bytes):
+            raise _TooLarge()
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > cfg.max_body_bytes:
+                raise _TooLarge()
+        return json.loads(body)
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request):
+        try:
+            body = await read_json(request)
+        except _TooLarge:
+            return _error(413, f"request body over {cfg.max_body_bytes} bytes")
+        except ValueError:
+            return _error(400, "body must be JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+            return _error(400, "feedback needs 'id' (a response id) and 'quality' or 'thumbs'")
+        q, thumbs = body.get("quality"), body.get("thumbs")
+        if (q is None) == (thumbs is None):
+            return _error(400, "give exactly one of 'quality' (a number) or 'thumbs'")
+        up = None
+        if q is not None:
+            if isinstance(q, bool) or not isinstance(q, (int, float)) or not math.isfinite(q):
+                return _error(400, "'quality' must be a finite number")
+            q = float(q)
+        else:
+            if thumbs in ("up", True, 1):
+                up = True
+            elif thumbs in ("down", False, 0):
+                up = False
+            else:
+                return _error(400, "'thumbs' must be 'up' or 'down'")
+        try:
+            llm = await run_in_threadpool(st.feedback, body["id"], q, up)
+        except KeyError:
+            return _error(404, f"unknown or expired response id {body['id']!r}")
+        m_feedback.labels(llm, "quality" if q is not None else "thumbs").inc()
+        return {"ok": True, "llm": llm}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        try:
+            body = await read_json(request)
+        except _TooLarge:
+            return _error(413, f"request body over {cfg.max_body_bytes} bytes")
+        except ValueError:
+            return _error(400, "body must be JSON")
+        if not isinstance(body, dict):
+            return _error(400, "body must be a JSON object")
+        model = body.get("model")
+        try:
+            prompt = _prompt_text(body.get("messages"))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        t0 = time.perf_counter()
+        x, n_in = await run_in_threadpool(st.features, prompt)
+        headers: dict[str, str] = {}
+        if isinstance(model, str) and model in st.llms:
+            order = [model]
+            headers["x-mixllm-route"] = "passthrough"
+        else:
+            match = _MODEL_RE.fullmatch(model) if isinstance(model, str) else None
+            if match is None:
+                return _error(404, f"unknown model {model!r}: use 'mixllm', 'mixllm:lam=<USD "
+                                   f"per unit quality>' or one of {st.names}",
+                              "model_not_found")
+            lam = None
+            if match.group(1) is not None:
+                try:
+                    lam = float(match.group(1))
+                    if not lam > 0:
+                        raise ValueError
+                except ValueError:
+                    return _error(400, f"lam must be a number > 0 (or inf), got "
+                                       f"{match.group(1)!r}")
+            d = st.tr.router.route(x, n_in, lam=lam)
+            ranked = np.argsort(-d.score, kind="stable")
+            order = [d.names[k] for k in ranked]
+            headers["x-mixllm-route"] = "routed"
+            headers["x-mixllm-terms"] = _terms_header(d, d.index)
+            headers["x-mixllm-ranking"] = ",".join(order)
+            m_routed.labels(d.llm).inc()
+        overhead = time.perf_counter() - t0
+        m_overhead.observe(overhead)
+        headers["x-mixllm-router-ms"] = f"{overhead * 1e3:.3f}"
+        rid = "chatcmpl-mixllm-" + secrets.token_hex(12)
+        headers["x-mixllm-response-id"] = rid
+        stream = bool(body.get("stream"))
+        failures: list[str] = []
+        for name in order:
+            be = st.backends[name]
+            out = dict(body, model=be.model)
+            req_headers = {"content-type": "application/json"}
+            key = be.api_key()
+            if key:
+                req_headers["authorization"] = f"Bearer {key}"
+            st.tr.router.set_waiting_time(name, st.live.start(name))
+            m_inflight.labels(name).inc()
+            started = time.perf_counter()
+            done = False
+
+            def finish(ok: bool, name: str = name, started: float = started) -> None:
+                seconds = time.perf_counter() - started if ok else None
+                st.tr.router.set_waiting_time(name, st.live.finish(name, seconds))
+                m_inflight.labels(name).dec()
+                if seconds is not None:
+                    m_latency.labels(name).observe(seconds)
+
+            try:
+                req = request.app.state.http.build_request(
+                    "POST", be.base_url + "/chat/completions", json=out, headers=req_headers,
+                    timeout=httpx.Timeout(be.timeout_s))
+                resp = await request.app.state.http.send(req, stream=stream)
+                if resp.status_code in _RETRYABLE:
+                    await resp.aclose()
+                    raise _BackendFailed(f"HTTP {resp.status_code}")
+                if not stream or resp.status_code != 200:
+                    raw = await resp.aread() if stream else resp.content
+                    await resp.aclose()
+                    done = True
+                    finish(True)
+                    headers.update({"x-mixllm-llm": name, "x-mixllm-backend-model": be.model})
+                    if failures:
+                        headers["x-mixllm-fallbacks"] = ",".join(failures)
+                    if resp.status_code != 200:
+                        # The backend refused the request itself (4xx): not a reason to retry.
+                        m_req.labels(name, "client_error").inc()
+                        return Response(raw, status_code=resp.status_code, headers=headers,
+                                        media_type=resp.headers.get("content-type"))
+                    try:
+                        obj = json.loads(raw)
+                    except ValueError:
+                        raise _BackendFailed("invalid JSON") from None
+                    usage = obj.get("usage") or {}
+                    n_out = float(usage.get("completion_tokens") or 0.0)
+                    n_prompt = float(usage.get("prompt_tokens") or n_in)
+                    _account(name, n_prompt, n_out)
+                    st.remember(rid, x, name, n_out)
+                    obj["id"] = rid
+                    obj["model"] = name
+                    return JSONResponse(obj, headers=headers)
+                headers.update({"x-mixllm-llm": name, "x-mixllm-backend-model": be.model})
+                if failures:
+                    headers["x-mixllm-fallbacks"] = ",".join(failures)
+                done = True
+                return StreamingResponse(
+                    _relay(resp, name, rid, x, n_in, finish), headers=headers,
+                    media_type=resp.headers.get("content-type", "text/event-stream"))
+            except (httpx.HTTPError, _BackendFailed) as exc:
+                if not done:
+                    finish(False)
+                    done = True
+                reason = "timeout" if isinstance(exc, httpx.TimeoutException) else (
+                    str(exc) if isinstance(exc, _BackendFailed) else type(exc).__name__)
+                m_fallback.labels(name, "timeout" if reason == "timeout" else "error").inc()
+                m_req.labels(name, "failed").inc()
+                log.warning("backend %s failed (%s); trying the next LLM", name, reason)
+                failures.append(f"{name}:{reason}")
+            finally:
+                if not done:  # cancelled mid-request: keep the in-flight count right
+                    finish(False)
+        return _error(502, "every backend failed: " + "; ".join(failures), "backend_error",
+                      {"x-mixllm-fallbacks": ",".join(failures),
+                       "x-mixllm-response-id": rid})
+
+    def _account(name: str, n_prompt: float, n_out: float) -> None:
+        llm = st.llms[name]
+        m_req.labels(name, "ok").inc()
+        m_tokens.labels(name).inc(n_out)
+        m_spend.labels(name).inc((n_prompt * llm.input_price + n_out * llm.output_price) / 1e6)
+
+    async def _relay(resp, name: str, rid: str, x: np.ndarray, n_in: float, finish
+                     ) -> AsyncIterator[bytes]:
+        sse = _SSE(rid, name)
+        ok = False
+        try:
+            async for chunk in resp.aiter_raw():
+                out = sse.feed(chunk)
+                if out:
+                    yield out
+            tail = sse.flush()
+            if tail:
+                yield tail
+            ok = True
+        finally:
+            await resp.aclose()
+            finish(ok)
+            if ok:
+                _account(name, n_in, sse.output_tokens)
+                st.remember(rid, x, name, sse.output_tokens)
+            else:
+                m_req.labels(name, "stream_broken").inc()
+
+    return app
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _BackendFailed(Exception):
+    pass
+
+
+def run(pool_path: str | Path, state_dir: str | Path | None = None, host: str = "127.0.0.1",
+        port: int = 8000, encoder: Any = None, config: ServeConfig | None = None,
+        pipeline: PipelineConfig | None = None) -> None:
+    """Serve the pool file's LLMs until interrupted (saves the state on shutdown)."""
+    require_serve_extra()
+    import uvicorn
+
+    from .data import load_backends, load_pool
+
+    app = create_app(load_pool(pool_path), load_backends(pool_path), state_dir=state_dir,
+                     encoder=encoder, config=config, pipeline=pipeline)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
