@@ -4,7 +4,8 @@ Run: ``python -m pytest benchmarks/bench_core.py --benchmark-enable --benchmark-
 (CI runs this file with ``--benchmark-disable``: each case once, as a smoke test). The NumPy
 baseline (``mixllm.bench.NumpyLinUCB``, shared with ``mixllm bench``) is the same maths (float64,
 one stacked (K, d, d) inverse, one matmul per decision); each case first checks that both give
-the same decisions. ``d`` counts the intercept.
+the same decisions. ``d`` counts the intercept. ``mixllm-f32`` is the opt-in
+``Router(precision="float32")`` scoring (float32 copy of the shared triangle, float64 sums).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def _setup(d, k, seed=0):
 
 @pytest.mark.parametrize("d", DIMS)
 @pytest.mark.parametrize("k", KS)
-@pytest.mark.parametrize("impl", ["mixllm", "numpy"])
+@pytest.mark.parametrize("impl", ["mixllm", "mixllm-f32", "numpy"])
 def test_decision(benchmark, d, k, impl):
     benchmark.group = f"decision d={d} K={k}"
     router, Q = _setup(d, k)
@@ -33,7 +34,10 @@ def test_decision(benchmark, d, k, impl):
     inv_lam = 100.0
     z = np.append(Q[0], 1.0)
     assert ref.decide(z, 100.0, inv_lam) == router.route(Q[0], 100.0, lam=0.01).index
-    if impl == "mixllm":
+    if impl == "mixllm-f32":  # the opt-in float32 scoring (Router(precision="float32"))
+        router.precision = "float32"
+        assert ref.decide(z, 100.0, inv_lam) == router.route(Q[0], 100.0, lam=0.01).index
+    if impl != "numpy":
         x = Q[0]
         benchmark(lambda: router.route(x, 100.0, lam=0.01))
     else:
@@ -42,7 +46,7 @@ def test_decision(benchmark, d, k, impl):
 
 @pytest.mark.parametrize("d", DIMS)
 @pytest.mark.parametrize("k", KS)
-@pytest.mark.parametrize("impl", ["mixllm", "numpy"])
+@pytest.mark.parametrize("impl", ["mixllm", "mixllm-f32", "numpy"])
 def test_batch(benchmark, d, k, impl):
     benchmark.group = f"batch{BATCH} d={d} K={k}"
     router, Q = _setup(d, k)
@@ -51,7 +55,9 @@ def test_batch(benchmark, d, k, impl):
     Z = np.hstack([Q, np.ones((BATCH, 1))])
     np.testing.assert_array_equal(ref.decide_batch(Z, n_in, 100.0),
                                   router.route_batch(Q, n_in, lam=0.01))
-    if impl == "mixllm":
+    if impl == "mixllm-f32":
+        router.precision = "float32"
+    if impl != "numpy":
         benchmark(lambda: router.route_batch(Q, n_in, lam=0.01))
     else:
         benchmark(lambda: ref.decide_batch(Z, n_in, 100.0))

@@ -109,6 +109,41 @@ def test_tpmm_and_panel_mm(backend, rng, n, B):
     np.testing.assert_array_less(np.abs(_core.k_panel_mm(P, X) - want), RTOL * scale + 1e-300)
 
 
+# float32 panels (the opt-in precision="float32" scoring). The rounding to float32 is exact
+# to the reference (round to nearest); the products then use the widened entries exactly, so
+# against the reference on the same float32 panels the tolerance is the float64 RTOL, and
+# against the float64 triangle it is the float32 rounding: |dy| <= 2^-24 |R| |x| (+ RTOL).
+F32_RTOL = 2.0 ** -24
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_panel_mv_f32(backend, rng, n):
+    Rp, x = _packed_lower(rng, n), rng.normal(size=n)
+    P = _core.k_pack_panels(Rp, n)
+    P32 = _core.k_panels_to_f32(P, n)
+    assert P32.dtype == np.float32
+    np.testing.assert_array_equal(P32, _reference.panels_to_f32(P))
+    scale = np.abs(_reference.unpack_lower(Rp, n)) @ np.abs(x)
+    got = _core.k_panel_mv_f32(P32, x)
+    np.testing.assert_array_less(np.abs(got - _reference.panel_mv_f32(P32, x)),
+                                 RTOL * scale + 1e-300)
+    np.testing.assert_array_less(np.abs(got - _reference.tpmv(Rp, x)),
+                                 (F32_RTOL + RTOL) * scale + 1e-300)
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("B", [1, 3, 4, 5, 8, 9, 13, 17])
+def test_panel_mm_f32(backend, rng, n, B):
+    Rp, X = _packed_lower(rng, n), rng.normal(size=(B, n))
+    P32 = _core.k_panels_to_f32(_core.k_pack_panels(Rp, n), n)
+    scale = np.abs(X) @ np.abs(_reference.unpack_lower(Rp, n)).T
+    got = _core.k_panel_mm_f32(P32, X)
+    np.testing.assert_array_less(np.abs(got - _reference.panel_mm_f32(P32, X)),
+                                 RTOL * scale + 1e-300)
+    np.testing.assert_array_less(np.abs(got - _reference.tpmm(Rp, X)),
+                                 (F32_RTOL + RTOL) * scale + 1e-300)
+
+
 def test_inverse_cholesky_factor_reference(rng):
     A = _spd(rng, 9)
     R = _reference.unpack_lower(_reference.inverse_cholesky_factor(A), 9)
@@ -128,6 +163,8 @@ def test_kernel_shape_errors():
         _core.k_tpmv(np.ones(5), np.ones(3))
     with pytest.raises(ValueError, match="panel"):
         _core.k_panel_mv(np.ones(5), np.ones(3))
+    with pytest.raises(ValueError, match="panel"):
+        _core.k_panel_mv_f32(np.ones(5, np.float32), np.ones(3))
 
 
 def _pool_case(rng, vocab, dim, lengths):

@@ -168,6 +168,43 @@ void bind_kernels(py::module_& m) {
         return Y;
     }, py::arg("P"), py::arg("X"));
 
+    m.def("k_panels_to_f32", [](const darray& P, std::size_t n) {
+        require(P.ndim() == 1 && static_cast<std::size_t>(P.shape(0)) == mixllm::panel_size(n),
+                "P must hold panel_size(n) entries (panel layout)");
+        farray P32(static_cast<py::ssize_t>(mixllm::panel_size(n)));
+        mixllm::panels_to_f32(P.data(), P32.mutable_data(), n);
+        return P32;
+    }, py::arg("P"), py::arg("n"));
+
+    m.def("k_panel_mv_f32", [](const farray& P, const darray& x) {
+        require(x.ndim() == 1 && P.ndim() == 1, "P and x must be 1-d");
+        const std::size_t n = static_cast<std::size_t>(x.shape(0));
+        require(static_cast<std::size_t>(P.shape(0)) == mixllm::panel_size(n),
+                "P must hold panel_size(n) entries (panel layout)");
+        darray y(static_cast<py::ssize_t>(n));
+        double* py_ = y.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            mixllm::kernels().panel_mv_f32(P.data(), x.data(), py_, n);
+        }
+        return y;
+    }, py::arg("P"), py::arg("x"));
+
+    m.def("k_panel_mm_f32", [](const farray& P, const darray& X) {
+        require(X.ndim() == 2 && P.ndim() == 1, "P must be 1-d and X 2-d");
+        const std::size_t B = static_cast<std::size_t>(X.shape(0));
+        const std::size_t n = static_cast<std::size_t>(X.shape(1));
+        require(static_cast<std::size_t>(P.shape(0)) == mixllm::panel_size(n),
+                "P must hold panel_size(n) entries (panel layout)");
+        darray Y({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(n)});
+        double* py_ = Y.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            mixllm::kernels().panel_mm_f32(P.data(), X.data(), B, n, py_);
+        }
+        return Y;
+    }, py::arg("P"), py::arg("X"));
+
     m.def("k_embed_pool", [](const farray& T, const farray& w, const i32array& ids,
                              const i64array& offsets) {
         require(T.ndim() == 2, "table must be 2-d (vocab, dim)");

@@ -183,6 +183,9 @@ void bind_pool(py::module_& m) {
         .def_property_readonly("n_targets", &Pool::n_targets)
         .def_property_readonly("refactor_every", &Pool::refactor_every)
         .def_property_readonly("max_rank", &Pool::max_rank)
+        .def_property("float32", &Pool::float32, &Pool::set_float32,
+                      "Opt-in reduced-precision scoring: score/predict whiten the queries with "
+                      "the bases' float32 triangles (float64 sums); the state stays float64.")
         .def("__len__", &Pool::size)
         .def("names", &Pool::names)
         .def("version", &Pool::version,

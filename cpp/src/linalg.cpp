@@ -77,4 +77,9 @@ void pack_panels(const double* R, double* P, std::size_t n) {
     }
 }
 
+void panels_to_f32(const double* P, float* P32, std::size_t n) {
+    const std::size_t m = panel_size(n);
+    for (std::size_t i = 0; i < m; ++i) P32[i] = static_cast<float>(P[i]);
+}
+
 }  // namespace mixllm

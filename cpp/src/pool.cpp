@@ -58,6 +58,8 @@ std::shared_ptr<const Base> dense_base(std::vector<double> A, std::size_t d, con
                                  "' is not positive definite; increase ridge");
     B->P.resize(panel_size(d));
     pack_panels(B->R.data(), B->P.data(), d);
+    B->P32.resize(panel_size(d));
+    panels_to_f32(B->P.data(), B->P32.data(), d);
     B->A = std::move(A);
     B->id = next_base_id();
     return B;
@@ -503,6 +505,7 @@ template <typename F>
 void Pool::evaluate(const double* X, std::size_t B, F&& per_arm_row) const {
     const std::size_t d = dim_, T = n_targets_, n_arms = arms_.size();
     const Kernels& K = kernels();
+    const bool f32 = float32();
     constexpr std::size_t kChunk = 64;  // queries per pass: their whitened copies stay in L2
     std::vector<const Base*> bases;
     std::vector<std::size_t> arm_base(n_arms);
@@ -530,12 +533,16 @@ void Pool::evaluate(const double* X, std::size_t B, F&& per_arm_row) const {
             if (Bs.scalar > 0.0) {
                 const double c = 1.0 / std::sqrt(Bs.scalar);
                 for (std::size_t i = 0; i < nb * d; ++i) V[i] = c * Xc[i];
+            } else if (f32) {
+                K.panel_mm_f32(Bs.P32.data(), Xc, nb, d, V);
             } else {
                 K.panel_mm(Bs.P.data(), Xc, nb, d, V);
             }
             for (std::size_t r = 0; r < nb; ++r)
                 vvall[bi * nb_max + r] = K.dot(V + r * d, V + r * d, d);
-            if (B == 1) cache_put(Bs.id, Xc, V);
+            // The update after a decision reuses R x from the cache: only a float64 one, so
+            // that the float32 whitening never enters the state (the update recomputes it).
+            if (B == 1 && (!f32 || Bs.scalar > 0.0)) cache_put(Bs.id, Xc, V);
         }
         for (std::size_t k = 0; k < n_arms; ++k) {
             const ArmState& s = *arms_[k];
@@ -684,6 +691,7 @@ ArmView Pool::arm(const std::string& name) const {
 
 std::unique_ptr<Pool> Pool::clone() const {
     auto p = std::make_unique<Pool>(dim_, n_targets_, refactor_every_, max_rank_);
+    p->set_float32(float32());
     std::shared_lock lock(mu_);
     for (const auto& a : arms_) p->arms_.push_back(std::make_unique<ArmState>(*a));
     p->version_ = version_;
@@ -723,7 +731,11 @@ std::unique_ptr<Pool> Pool::from_snapshot(std::size_t dim, std::size_t n_targets
         }
         b.id = next_base_id();
         b.P.assign(b.scalar > 0.0 ? 0 : panel_size(d), 0.0);
-        if (b.scalar <= 0.0) pack_panels(b.R.data(), b.P.data(), d);
+        b.P32.assign(b.P.size(), 0.0f);
+        if (b.scalar <= 0.0) {
+            pack_panels(b.R.data(), b.P.data(), d);
+            panels_to_f32(b.P.data(), b.P32.data(), d);
+        }
         bases.push_back(std::make_shared<const Base>(std::move(b)));
     }
     if (s.arm_base.size() != s.arms.size()) bad("one base index per arm");

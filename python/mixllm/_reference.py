@@ -138,6 +138,22 @@ def panel_mm(P: np.ndarray, X: np.ndarray) -> np.ndarray:
     return np.array([panel_mv(P, x) for x in np.asarray(X, np.float64)]).reshape(np.shape(X))
 
 
+def panels_to_f32(P: np.ndarray) -> np.ndarray:
+    """The panels rounded to nearest float32: the triangle a ``precision="float32"`` pool's
+    scoring reads."""
+    return np.asarray(P, np.float64).astype(np.float32)
+
+
+def panel_mv_f32(P32: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``R x`` on float32 panels: each entry widened exactly to float64, float64 sums."""
+    return panel_mv(np.asarray(P32, np.float32).astype(np.float64), x)
+
+
+def panel_mm_f32(P32: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """``R x_b`` for every row of ``X`` on float32 panels (see :func:`panel_mv_f32`)."""
+    return panel_mm(np.asarray(P32, np.float32).astype(np.float64), X)
+
+
 def embed_pool(T: np.ndarray, w: np.ndarray, ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Static text embeddings: text ``b`` owns ``ids[offsets[b]:offsets[b + 1]]``; its vector is
 

@@ -7,7 +7,9 @@ routing (``Router.route_batch``) at ``d`` features (intercept included) and ``k`
 the way a NumPy user would (one stacked ``(k, d, d)`` inverse); both are checked to make the
 same decisions before timing. Figures are medians of single calls (per-call wall time,
 ``time.perf_counter_ns``); ``update_mean_us`` includes the amortised folds of the low-rank
-corrections (see ``cpp/include/mixllm/pool.hpp``).
+corrections (see ``cpp/include/mixllm/pool.hpp``). ``decision_float32_us`` is the decision
+with the opt-in ``Router(precision="float32")`` scoring, timed in rounds alternating with the
+float64 one (``decision_us``).
 
 Text to decision (:func:`run_text`): ``TextRouter.route`` from a ~50-token query to a Decision
 (encoder, tag transform, router) for each encoder, static table and MiniLM.
@@ -99,7 +101,17 @@ def run(d: int = 385, k: int = 11, batch: int = 256, n: int = 2000, seed: int = 
                                   router.route_batch(Q, np.full(nq, n_in), lam=lam))
 
     # Decisions on a fixed state (the NumPy baseline cannot be updated and stay comparable).
-    mix_dec = _times_us(lambda i: router.route(Q[i % nq], n_in, lam=lam), n)
+    # float64 and the opt-in float32 scoring (Router(precision="float32")) in alternating
+    # rounds, so that a change of machine load between them does not bias the comparison.
+    f32 = router.clone()
+    f32.precision = "float32"
+    dec = lambda r: lambda i: r.route(Q[i % nq], n_in, lam=lam)  # noqa: E731
+    rounds = [(_times_us(dec(router), max(1, n // 4)), _times_us(dec(f32), max(1, n // 4)))
+              for _ in range(4)]
+    mix_dec = np.concatenate([a for a, _ in rounds])
+    mix_dec32 = np.concatenate([b for _, b in rounds])
+    agree32 = float(np.mean(f32.route_batch(Q, np.full(nq, n_in), lam=lam)
+                            == router.route_batch(Q, np.full(nq, n_in), lam=lam)))
     np_dec = _times_us(lambda i: ref.decide(Z[i % nq], n_in, inv_lam), n)
 
     # The serving cycle: route a query, then learn from the routed LLM on that query.
@@ -126,6 +138,7 @@ def run(d: int = 385, k: int = 11, batch: int = 256, n: int = 2000, seed: int = 
         "update_us": {"mixllm": med(upd), "numpy": med(np_upd)},
         "update_mean_us": {"mixllm": float(np.mean(upd)), "numpy": float(np.mean(np_upd))},
         "decision_after_updates_us": {"mixllm": med(after)},
+        "decision_float32_us": {"mixllm": med(mix_dec32), "agree": agree32},
         "batch_qps": {"mixllm": nq / (med(mix_b) * 1e-6), "numpy": nq / (med(np_b) * 1e-6)},
         "simd_backend": _core.simd_backend(),
         "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
@@ -214,6 +227,10 @@ def _main(args: argparse.Namespace) -> int:
         a, b = res[key]["mixllm"], res[key]["numpy"]
         ratio = a / b if unit == "/s" else b / a
         print(f"{key:28}{a:12.1f}{b:12.1f}{ratio:7.1f}x")
+    f32 = res["decision_float32_us"]
+    print(f"{'decision_float32_us':28}{f32['mixllm']:12.1f}{'':12}"
+          f"{res['decision_us']['mixllm'] / f32['mixllm']:7.2f}x vs float64 "
+          f"(same decisions on {100 * f32['agree']:.1f}% of the batch)")
     encoders = tuple(e for e in args.encoders if e != "none")
     if encoders:
         res["text_to_decision"] = run_text(encoders, k=args.k, n=args.n, seed=args.seed)

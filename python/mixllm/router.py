@@ -165,6 +165,10 @@ class Router:
         Exact refactorisation of an LLM's inverse after this many rank-1 updates.
     engine : {"native", "reference"}
         The C++ core, or the float64 NumPy specification (slow; for checking).
+    precision : {"float64", "float32"}
+        Precision of the triangular factor the scoring reads (see :attr:`precision`);
+        ``"float32"`` is an opt-in for the native engine: faster decisions, score terms within
+        about 1e-6 relative of ``"float64"``'s, the same float64 learned state.
 
     Notes
     -----
@@ -176,7 +180,8 @@ class Router:
     def __init__(self, pool: Sequence[LLM], dim: int, *, alpha: float = 0.0, beta: float = 0.0,
                  tau: float = math.inf, ridge: float = 1.0, lam: float = math.inf,
                  fit_intercept: bool = True, cold_ridge: float | None = None,
-                 refactor_every: int = 4096, engine: str = "native") -> None:
+                 refactor_every: int = 4096, engine: str = "native",
+                 precision: str = "float64") -> None:
         try:
             pool = list(pool)
         except TypeError as exc:
@@ -196,6 +201,7 @@ class Router:
             raise ValueError(f"refactor_every must be a positive integer, got {refactor_every!r}")
         if engine not in ("native", "reference"):
             raise ValueError(f"engine must be 'native' or 'reference', got {engine!r}")
+        _check_precision(precision, engine)
         self.dim = int(dim)
         self.alpha = alpha
         self.beta = beta
@@ -210,6 +216,7 @@ class Router:
         self.metadata: dict[str, Any] = {}
         self._llms: dict[str, LLM] = {}
         self._membership = threading.Lock()
+        self._precision = precision
         self._pool = self._new_pool()
         self._names_memo: tuple[int, tuple[str, ...]] = (0, ())  # versions start at 1
         for llm in pool:
@@ -256,6 +263,23 @@ class Router:
     def lam(self, v: float) -> None:
         self._lam_default = _check_scalar("lam", v, low=0.0, strict=True, allow_inf=True)
 
+    @property
+    def precision(self) -> str:
+        """Precision of the scoring's whitening: ``"float64"`` (default) or ``"float32"``.
+
+        ``"float32"`` (native engine only) keeps a float32 copy of each base's triangular
+        factor, derived from the float64 one whenever a base is built, and scores with it
+        (float64 products and sums): half the bytes a decision reads, score terms within about
+        1e-6 relative of float64's. The learned state (updates, folds, saves) stays float64.
+        """
+        return self._precision
+
+    @precision.setter
+    def precision(self, v: str) -> None:
+        _check_precision(v, self.engine)
+        self._precision = v
+        self._pool.float32 = v == "float32"
+
     # ------------------------------------------------------------------ helpers
     @property
     def _zdim(self) -> int:
@@ -263,7 +287,9 @@ class Router:
 
     def _new_pool(self):
         if self.engine == "native":
-            return _core.Pool(self._zdim, 2, self.refactor_every)
+            pool = _core.Pool(self._zdim, 2, self.refactor_every)
+            pool.float32 = self._precision == "float32"
+            return pool
         return _reference.RefPool(self._zdim, 2, self.refactor_every)
 
     @staticmethod
@@ -563,108 +589,13 @@ class Router:
             other._llms = dict(self._llms)
         return other
 
-    # ------------------------------------------------------------------ merging replicas
-    # What a router learns is sums (per LLM: A = prior + sum w z z^T, b = prior + sum w y z^T),
-    # so replicas that started from one state can exchange what they learned since: the
-    # difference of those sums. Applying it rebuilds each LLM from its exact A and b.
-    def export_delta(self, base: "Router | None" = None) -> dict[str, Any]:
-        """What this router learned since ``base``: per LLM, the change of A, b and n_obs.
-
-        Parameters
-        ----------
-        base : Router, optional
-            The state this router started from (e.g. a :meth:`clone` taken at the last sync),
-            with the same dimension and LLMs. ``None``: the constructor's prior (``ridge * I``,
-            zero coefficients), right only for LLMs given to the constructor and never refit
-            with :meth:`fit` since the split.
-
-        Returns
-        -------
-        dict
-            ``{"dim", "fit_intercept", "llms": {name: {"A", "b", "n_obs"}}}`` (numpy arrays).
-        """
-        if base is not None and not isinstance(base, Router):
-            raise ValueError(f"base must be a Router, got {type(base).__name__}")
-        if base is not None and (base.dim, base.fit_intercept) != (self.dim, self.fit_intercept):
-            raise ValueError("base has another dimension or intercept setting")
-        with self._membership:
-            pool = self._pool.copy()
-        bpool = None
-        if base is not None:
-            with base._membership:
-                bpool = base._pool.copy()
-            missing = set(pool.names()) - set(bpool.names())
-            if missing:
-                raise KeyError(f"LLMs not in base: {sorted(missing)}")
-        llms = {}
-        for name in pool.names():
-            s = pool.arm(name)
-            if bpool is None:
-                A0, b0, n0 = self.ridge * np.eye(self._zdim), np.zeros_like(s["b"]), 0
-            else:
-                s0 = bpool.arm(name)
-                A0, b0, n0 = s0["A"], s0["b"], int(s0["n_obs"])
-            llms[name] = {"A": s["A"] - A0, "b": s["b"] - b0, "n_obs": int(s["n_obs"]) - n0}
-        return {"dim": self.dim, "fit_intercept": self.fit_intercept, "llms": llms}
-
-    def apply_delta(self, delta: Mapping[str, Any]) -> None:
-        """Add what another replica learned (:meth:`export_delta`) to this router.
-
-        Each LLM named in ``delta`` is rebuilt from ``A + dA`` and ``b + db`` (exact inverses,
-        no Sherman-Morrison drift); the others, the waiting times and the prices are kept.
-        Feedback given to this router *while* the delta is applied may be lost: serialise
-        the two (a replica applies deltas between requests).
-        """
-        try:
-            if delta["dim"] != self.dim or bool(delta["fit_intercept"]) != self.fit_intercept:
-                raise ValueError("the delta has another dimension or intercept setting")
-            items = dict(delta["llms"])
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"not a mixllm delta ({exc})") from exc
-        zdim = self._zdim
-        checked = {}
-        for name, d in items.items():
-            dA = _as_float_array(d["A"], f"delta A of {name!r}")
-            db = _as_float_array(d["b"], f"delta b of {name!r}")
-            if dA.shape != (zdim, zdim) or db.shape != (2, zdim) or not (
-                    np.isfinite(dA).all() and np.isfinite(db).all()):
-                raise ValueError(f"delta of {name!r} must be finite with A ({zdim}, {zdim}) "
-                                 f"and b (2, {zdim})")
-            checked[name] = (dA, db, _count_delta(d["n_obs"]))
-        with self._membership:
-            unknown = set(checked) - set(self._llms)
-            if unknown:
-                raise KeyError(f"unknown LLMs in the delta: {sorted(unknown)}")
-            old = self._pool
-            fresh = self._new_pool()
-            for name in old.names():
-                s = old.arm(name)
-                llm = self._llms[name]
-                A, b, n = s["A"], s["b"], int(s["n_obs"])
-                if name in checked:
-                    dA, db, dn = checked[name]
-                    A, b, n = A + dA, b + db, max(0, n + dn)
-                fresh.add_arm_state(name, np.ascontiguousarray((A + A.T) / 2), None,
-                                    np.ascontiguousarray(b), None, n, 0, llm.input_price,
-                                    llm.output_price)
-                fresh.set_wait(name, float(s["wait"]))
-            self._pool = fresh
-
-    def merge(self, other: "Router", base: "Router | None" = None) -> "Router":
-        """Add what ``other`` learned since ``base`` to this router (see :meth:`export_delta`):
-        two routers fed disjoint parts of a stream from one start, merged, equal one router
-        fed the whole stream. Returns ``self``."""
-        if not isinstance(other, Router):
-            raise ValueError(f"other must be a Router, got {type(other).__name__}")
-        self.apply_delta(other.export_delta(base))
-        return self
-
     # ------------------------------------------------------------------ persistence
     def _config(self) -> dict[str, Any]:
         return {
             "dim": self.dim, "alpha": self.alpha, "beta": self.beta, "tau": _jnum(self.tau),
             "ridge": self.ridge, "lam": _jnum(self.lam), "fit_intercept": self.fit_intercept,
             "cold_ridge": self.cold_ridge, "refactor_every": self.refactor_every,
+            "precision": self.precision,
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -749,7 +680,8 @@ class Router:
             router = cls(llms, cfg["dim"], alpha=cfg["alpha"], beta=cfg["beta"],
                          tau=float(cfg["tau"]), ridge=cfg["ridge"], lam=float(cfg["lam"]),
                          fit_intercept=cfg["fit_intercept"], cold_ridge=cfg["cold_ridge"],
-                         refactor_every=cfg["refactor_every"], engine=engine)
+                         refactor_every=cfg["refactor_every"], engine=engine,
+                         precision=_loaded_precision(cfg.get("precision", "float64"), engine))
             saved_engine = manifest.get("engine", "reference" if version == 1 else None)
             if engine == "native" and saved_engine == "native":
                 pool = _native_pool_from(router, manifest, llms, data)
@@ -771,6 +703,8 @@ class Router:
         except (KeyError, TypeError, ValueError, IndexError, AttributeError,
                 OverflowError) as exc:
             raise StateError(f"{path}: invalid router state ({exc})") from exc
+        if engine == "native":
+            pool.float32 = router.precision == "float32"
         router._pool = pool
         router.metadata = dict(metadata)
         return router
@@ -802,12 +736,6 @@ def _native_pool_from(router: Router, manifest: dict, llms: list[LLM], data: dic
     cfg = manifest["config"]
     return _core.Pool.from_snapshot(router._zdim, 2, int(cfg["refactor_every"]),
                                     int(es["max_rank"]), state)
-
-
-def _count_delta(v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise ValueError(f"delta n_obs must be an integer, got {v!r}")
-    return int(v)
 
 
 def _check_precision(v: Any, engine: str) -> None:

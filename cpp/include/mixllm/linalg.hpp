@@ -19,5 +19,7 @@ bool inverse_cholesky_factor(const double* A, double* R, std::size_t n, double* 
 // The packed-by-rows lower triangle R (see packed_row) in the panel layout of the hot-path
 // kernels (see panel_offset); P must hold panel_size(n) doubles. A pure copy: bit-exact.
 void pack_panels(const double* R, double* P, std::size_t n);
+// The float64 panels P (panel_size(n) entries) rounded to nearest float32 into P32.
+void panels_to_f32(const double* P, float* P32, std::size_t n);
 
 }  // namespace mixllm

@@ -38,6 +38,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -65,6 +66,8 @@ struct Base {
     std::vector<double> A;    // G, d x d
     std::vector<double> R;    // L^{-1}, packed lower triangle (packed_row), d(d+1)/2
     std::vector<double> P;    // the same R in the panel layout of the hot path (panel_offset)
+    std::vector<float> P32;   // P rounded to float32 (panels_to_f32): what a float32 pool's
+                              // decisions read; derived from P whenever a base is built
 };
 
 struct ArmState {
@@ -129,6 +132,13 @@ class Pool {
     std::vector<std::string> names() const;
     std::uint64_t version() const;  // changes whenever an arm is added or removed
 
+    // Opt-in reduced-precision scoring: with float32 on, score() and predict() whiten the
+    // queries with the bases' float32 panels (P32; float64 products and sums), half the bytes
+    // of the triangle a decision reads. Everything else (updates, folds, refactorisations,
+    // snapshots, the query cache) stays float64: the float32 whitening never enters the state.
+    void set_float32(bool on) { f32_.store(on, std::memory_order_relaxed); }
+    bool float32() const { return f32_.load(std::memory_order_relaxed); }
+
     // A deep copy (bases are immutable and stay shared).
     std::unique_ptr<Pool> clone() const;
     Snapshot snapshot() const;
@@ -192,6 +202,7 @@ class Pool {
     std::size_t dim_, n_targets_, refactor_every_, max_rank_;
     std::vector<std::unique_ptr<ArmState>> arms_;
     std::uint64_t version_ = 0;
+    std::atomic<bool> f32_{false};
     mutable std::shared_mutex mu_;
     // Recent (base, x) -> R x, so that the update following a decision on the same query
     // skips the triangular product. Guarded by its own mutex: readers fill it.

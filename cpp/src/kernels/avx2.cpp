@@ -10,6 +10,7 @@
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (panel layout: two registers a panel, x_j
 //                                               broadcast)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (panel layout, four queries per pass)
+//   panel_mv_f32, panel_mm_f32: the same on float32 panels (8 floats a load, widened)
 //   embed_pool o_b = s_b / max(||s_b||, 1e-12), s_b = sum_i w[id_i] T[id_i]  (float32,
 //               8 floats a register, 32 columns per pass over a text's rows)
 #include <immintrin.h>
@@ -194,6 +195,66 @@ void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, do
     for (; b < B; ++b) panel_mv(P, X + b * n, Y + b * n, n);
 }
 
+// float32 panels: one 8-float load a column, widened into the two float64 halves of the panel.
+inline void load_f32(const float* p, __m256d& lo, __m256d& hi) {
+    const __m256 v = _mm256_loadu_ps(p);
+    lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
+
+void panel_mv_f32(const float* P, const double* x, double* y, std::size_t n) {
+    for (std::size_t p = 0; p < panel_count(n); ++p) {
+        const float* Pp = P + panel_offset(p);
+        const std::size_t c = std::min(kPanel * (p + 1), n);
+        __m256d l0 = _mm256_setzero_pd(), h0 = _mm256_setzero_pd();
+        __m256d l1 = _mm256_setzero_pd(), h1 = _mm256_setzero_pd();
+        std::size_t j = 0;
+        for (; j + 2 <= c; j += 2) {
+            const __m256d x0 = _mm256_broadcast_sd(x + j), x1 = _mm256_broadcast_sd(x + j + 1);
+            __m256d rl0, rh0, rl1, rh1;
+            load_f32(Pp + 8 * j, rl0, rh0);
+            load_f32(Pp + 8 * j + 8, rl1, rh1);
+            l0 = _mm256_fmadd_pd(rl0, x0, l0);
+            h0 = _mm256_fmadd_pd(rh0, x0, h0);
+            l1 = _mm256_fmadd_pd(rl1, x1, l1);
+            h1 = _mm256_fmadd_pd(rh1, x1, h1);
+        }
+        if (j < c) {
+            const __m256d x0 = _mm256_broadcast_sd(x + j);
+            __m256d rl, rh;
+            load_f32(Pp + 8 * j, rl, rh);
+            l0 = _mm256_fmadd_pd(rl, x0, l0);
+            h0 = _mm256_fmadd_pd(rh, x0, h0);
+        }
+        store_panel(y, p, n, _mm256_add_pd(l0, l1), _mm256_add_pd(h0, h1));
+    }
+}
+
+void panel_mm_f32(const float* P, const double* X, std::size_t B, std::size_t n, double* Y) {
+    std::size_t b = 0;
+    for (; b + 4 <= B; b += 4) {
+        const double* Xb = X + b * n;
+        double* Yb = Y + b * n;
+        for (std::size_t p = 0; p < panel_count(n); ++p) {
+            const float* Pp = P + panel_offset(p);
+            const std::size_t c = std::min(kPanel * (p + 1), n);
+            __m256d lo[4], hi[4];
+            for (int q = 0; q < 4; ++q) lo[q] = _mm256_setzero_pd(), hi[q] = _mm256_setzero_pd();
+            for (std::size_t j = 0; j < c; ++j) {
+                __m256d rl, rh;
+                load_f32(Pp + 8 * j, rl, rh);
+                for (int q = 0; q < 4; ++q) {
+                    const __m256d xq = _mm256_broadcast_sd(Xb + q * n + j);
+                    lo[q] = _mm256_fmadd_pd(rl, xq, lo[q]);
+                    hi[q] = _mm256_fmadd_pd(rh, xq, hi[q]);
+                }
+            }
+            for (int q = 0; q < 4; ++q) store_panel(Yb + q * n, p, n, lo[q], hi[q]);
+        }
+    }
+    for (; b < B; ++b) panel_mv_f32(P, X + b * n, Y + b * n, n);
+}
+
 
 // The norm in float64 over the float32 sum, in this file's own copy: an inline helper shared
 // by files compiled with different ISA flags could be linked from the wrong one.
@@ -254,7 +315,8 @@ void embed_pool(const float* T, std::size_t dim, const float* w, const std::int3
 
 const Kernels& avx2_kernels() {
     static const Kernels k{"avx2", dot,      gemv,    quad,    syr,     quad_batch,
-                           gemv_rect, tpmv, tpmm, panel_mv, panel_mm, embed_pool};
+                           gemv_rect, tpmv, tpmm, panel_mv, panel_mm, panel_mv_f32,
+                           panel_mm_f32, embed_pool};
     return k;
 }
 

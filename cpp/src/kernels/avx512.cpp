@@ -11,6 +11,7 @@
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (panel layout: one 8-row panel a register,
 //                                               x_j broadcast, four accumulators)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (panel layout, eight queries per pass)
+//   panel_mv_f32, panel_mm_f32: the same on float32 panels (8 floats a load, widened)
 //   embed_pool o_b = s_b / max(||s_b||, 1e-12), s_b = sum_i w[id_i] T[id_i]  (float32,
 //               16 floats a register, 64 columns per pass over a text's rows)
 #include <immintrin.h>
@@ -191,6 +192,52 @@ void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, do
     for (; b < B; ++b) panel_mv(P, X + b * n, Y + b * n, n);
 }
 
+// float32 panels: one 8-float (256-bit) load a column, widened to one float64 register.
+inline __m512d load_f32(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
+
+void panel_mv_f32(const float* P, const double* x, double* y, std::size_t n) {
+    for (std::size_t p = 0; p < panel_count(n); ++p) {
+        const float* Pp = P + panel_offset(p);
+        const std::size_t c = std::min(kPanel * (p + 1), n);
+        __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+        __m512d a2 = _mm512_setzero_pd(), a3 = _mm512_setzero_pd();
+        std::size_t j = 0;
+        for (; j + 4 <= c; j += 4) {
+            a0 = _mm512_fmadd_pd(load_f32(Pp + 8 * j), _mm512_set1_pd(x[j]), a0);
+            a1 = _mm512_fmadd_pd(load_f32(Pp + 8 * j + 8), _mm512_set1_pd(x[j + 1]), a1);
+            a2 = _mm512_fmadd_pd(load_f32(Pp + 8 * j + 16), _mm512_set1_pd(x[j + 2]), a2);
+            a3 = _mm512_fmadd_pd(load_f32(Pp + 8 * j + 24), _mm512_set1_pd(x[j + 3]), a3);
+        }
+        for (; j < c; ++j) a0 = _mm512_fmadd_pd(load_f32(Pp + 8 * j), _mm512_set1_pd(x[j]), a0);
+        const __m512d s = _mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3));
+        _mm512_mask_storeu_pd(y + kPanel * p, row_mask(p, n), s);
+    }
+}
+
+template <std::size_t Q>
+inline void panel_block_f32(const float* P, const double* X, std::size_t n, double* Y) {
+    for (std::size_t p = 0; p < panel_count(n); ++p) {
+        const float* Pp = P + panel_offset(p);
+        const std::size_t c = std::min(kPanel * (p + 1), n);
+        __m512d acc[Q];
+        for (std::size_t q = 0; q < Q; ++q) acc[q] = _mm512_setzero_pd();
+        for (std::size_t j = 0; j < c; ++j) {
+            const __m512d r = load_f32(Pp + 8 * j);
+            for (std::size_t q = 0; q < Q; ++q)
+                acc[q] = _mm512_fmadd_pd(r, _mm512_set1_pd(X[q * n + j]), acc[q]);
+        }
+        const __mmask8 m = row_mask(p, n);
+        for (std::size_t q = 0; q < Q; ++q) _mm512_mask_storeu_pd(Y + q * n + kPanel * p, m, acc[q]);
+    }
+}
+
+void panel_mm_f32(const float* P, const double* X, std::size_t B, std::size_t n, double* Y) {
+    std::size_t b = 0;
+    for (; b + 8 <= B; b += 8) panel_block_f32<8>(P, X + b * n, n, Y + b * n);
+    for (; b + 4 <= B; b += 4) panel_block_f32<4>(P, X + b * n, n, Y + b * n);
+    for (; b < B; ++b) panel_mv_f32(P, X + b * n, Y + b * n, n);
+}
+
 
 // The norm in float64 over the float32 sum, in this file's own copy: an inline helper shared
 // by files compiled with different ISA flags could be linked from the wrong one.
@@ -245,7 +292,8 @@ void embed_pool(const float* T, std::size_t dim, const float* w, const std::int3
 
 const Kernels& avx512_kernels() {
     static const Kernels k{"avx512", dot,      gemv,    quad,    syr,     quad_batch,
-                           gemv_rect, tpmv, tpmm, panel_mv, panel_mm, embed_pool};
+                           gemv_rect, tpmv, tpmm, panel_mv, panel_mm, panel_mv_f32,
+                           panel_mm_f32, embed_pool};
     return k;
 }
 

@@ -9,6 +9,7 @@
 //   tpmm       Y_bi = sum_{j<=i} R_ij X_bj
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (R in the panel layout, kernels.hpp)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (R in the panel layout)
+//   panel_mv_f32, panel_mm_f32: the same on float32 panels, widened, float64 sums
 //   embed_pool o_b = s_b / max(||s_b||, 1e-12), s_b = sum_i w[id_i] T[id_i]  (float32)
 #include "mixllm/kernels.hpp"
 
@@ -75,6 +76,22 @@ void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, do
     for (std::size_t b = 0; b < B; ++b) panel_mv(P, X + b * n, Y + b * n, n);
 }
 
+void panel_mv_f32(const float* P, const double* x, double* y, std::size_t n) {
+    for (std::size_t p = 0; p < panel_count(n); ++p) {
+        const float* Pp = P + panel_offset(p);
+        const std::size_t c = std::min(kPanel * (p + 1), n);
+        for (std::size_t r = 0; r < kPanel && kPanel * p + r < n; ++r) {
+            double s = 0.0;
+            for (std::size_t j = 0; j < c; ++j) s += static_cast<double>(Pp[kPanel * j + r]) * x[j];
+            y[kPanel * p + r] = s;
+        }
+    }
+}
+
+void panel_mm_f32(const float* P, const double* X, std::size_t B, std::size_t n, double* Y) {
+    for (std::size_t b = 0; b < B; ++b) panel_mv_f32(P, X + b * n, Y + b * n, n);
+}
+
 
 // The norm in float64 over the float32 sum, in this file's own copy: an inline helper shared
 // by files compiled with different ISA flags could be linked from the wrong one.
@@ -105,7 +122,8 @@ void embed_pool(const float* T, std::size_t dim, const float* w, const std::int3
 
 const Kernels& scalar_kernels() {
     static const Kernels k{"scalar", dot,      gemv,    quad,    syr,     quad_batch,
-                           gemv_rect, tpmv, tpmm, panel_mv, panel_mm, embed_pool};
+                           gemv_rect, tpmv, tpmm, panel_mv, panel_mm, panel_mv_f32,
+                           panel_mm_f32, embed_pool};
     return k;
 }
 
