@@ -589,6 +589,102 @@ class Router:
             other._llms = dict(self._llms)
         return other
 
+    # ------------------------------------------------------------------ merging replicas
+    # What a router learns is sums (per LLM: A = prior + sum w z z^T, b = prior + sum w y z^T),
+    # so replicas that started from one state can exchange what they learned since: the
+    # difference of those sums. Applying it rebuilds each LLM from its exact A and b.
+    def export_delta(self, base: "Router | None" = None) -> dict[str, Any]:
+        """What this router learned since ``base``: per LLM, the change of A, b and n_obs.
+
+        Parameters
+        ----------
+        base : Router, optional
+            The state this router started from (e.g. a :meth:`clone` taken at the last sync),
+            with the same dimension and LLMs. ``None``: the constructor's prior (``ridge * I``,
+            zero coefficients), right only for LLMs given to the constructor and never refit
+            with :meth:`fit` since the split.
+
+        Returns
+        -------
+        dict
+            ``{"dim", "fit_intercept", "llms": {name: {"A", "b", "n_obs"}}}`` (numpy arrays).
+        """
+        if base is not None and not isinstance(base, Router):
+            raise ValueError(f"base must be a Router, got {type(base).__name__}")
+        if base is not None and (base.dim, base.fit_intercept) != (self.dim, self.fit_intercept):
+            raise ValueError("base has another dimension or intercept setting")
+        with self._membership:
+            pool = self._pool.copy()
+        bpool = None
+        if base is not None:
+            with base._membership:
+                bpool = base._pool.copy()
+            missing = set(pool.names()) - set(bpool.names())
+            if missing:
+                raise KeyError(f"LLMs not in base: {sorted(missing)}")
+        llms = {}
+        for name in pool.names():
+            s = pool.arm(name)
+            if bpool is None:
+                A0, b0, n0 = self.ridge * np.eye(self._zdim), np.zeros_like(s["b"]), 0
+            else:
+                s0 = bpool.arm(name)
+                A0, b0, n0 = s0["A"], s0["b"], int(s0["n_obs"])
+            llms[name] = {"A": s["A"] - A0, "b": s["b"] - b0, "n_obs": int(s["n_obs"]) - n0}
+        return {"dim": self.dim, "fit_intercept": self.fit_intercept, "llms": llms}
+
+    def apply_delta(self, delta: Mapping[str, Any]) -> None:
+        """Add what another replica learned (:meth:`export_delta`) to this router.
+
+        Each LLM named in ``delta`` is rebuilt from ``A + dA`` and ``b + db`` (exact inverses,
+        no Sherman-Morrison drift); the others, the waiting times and the prices are kept.
+        Feedback given to this router *while* the delta is applied may be lost: serialise
+        the two (a replica applies deltas between requests).
+        """
+        try:
+            if delta["dim"] != self.dim or bool(delta["fit_intercept"]) != self.fit_intercept:
+                raise ValueError("the delta has another dimension or intercept setting")
+            items = dict(delta["llms"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a mixllm delta ({exc})") from exc
+        zdim = self._zdim
+        checked = {}
+        for name, d in items.items():
+            dA = _as_float_array(d["A"], f"delta A of {name!r}")
+            db = _as_float_array(d["b"], f"delta b of {name!r}")
+            if dA.shape != (zdim, zdim) or db.shape != (2, zdim) or not (
+                    np.isfinite(dA).all() and np.isfinite(db).all()):
+                raise ValueError(f"delta of {name!r} must be finite with A ({zdim}, {zdim}) "
+                                 f"and b (2, {zdim})")
+            checked[name] = (dA, db, _count_delta(d["n_obs"]))
+        with self._membership:
+            unknown = set(checked) - set(self._llms)
+            if unknown:
+                raise KeyError(f"unknown LLMs in the delta: {sorted(unknown)}")
+            old = self._pool
+            fresh = self._new_pool()
+            for name in old.names():
+                s = old.arm(name)
+                llm = self._llms[name]
+                A, b, n = s["A"], s["b"], int(s["n_obs"])
+                if name in checked:
+                    dA, db, dn = checked[name]
+                    A, b, n = A + dA, b + db, max(0, n + dn)
+                fresh.add_arm_state(name, np.ascontiguousarray((A + A.T) / 2), None,
+                                    np.ascontiguousarray(b), None, n, 0, llm.input_price,
+                                    llm.output_price)
+                fresh.set_wait(name, float(s["wait"]))
+            self._pool = fresh
+
+    def merge(self, other: "Router", base: "Router | None" = None) -> "Router":
+        """Add what ``other`` learned since ``base`` to this router (see :meth:`export_delta`):
+        two routers fed disjoint parts of a stream from one start, merged, equal one router
+        fed the whole stream. Returns ``self``."""
+        if not isinstance(other, Router):
+            raise ValueError(f"other must be a Router, got {type(other).__name__}")
+        self.apply_delta(other.export_delta(base))
+        return self
+
     # ------------------------------------------------------------------ persistence
     def _config(self) -> dict[str, Any]:
         return {
@@ -736,6 +832,27 @@ def _native_pool_from(router: Router, manifest: dict, llms: list[LLM], data: dic
     cfg = manifest["config"]
     return _core.Pool.from_snapshot(router._zdim, 2, int(cfg["refactor_every"]),
                                     int(es["max_rank"]), state)
+
+
+def _count_delta(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"delta n_obs must be an integer, got {v!r}")
+    return int(v)
+
+
+def _check_precision(v: Any, engine: str) -> None:
+    if v not in ("float64", "float32"):
+        raise ValueError(f"precision must be 'float64' or 'float32', got {v!r}")
+    if v == "float32" and engine != "native":
+        raise ValueError("precision='float32' needs the native engine")
+
+
+def _loaded_precision(v: Any, engine: str) -> str:
+    """A saved precision setting (files without one are float64); the reference engine,
+    which has no float32 scoring, loads any file as float64."""
+    if v not in ("float64", "float32"):
+        raise ValueError(f"precision must be 'float64' or 'float32', got {v!r}")
+    return v if engine == "native" else "float64"
 
 
 def _check_precision(v: Any, engine: str) -> None:
