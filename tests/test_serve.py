@@ -391,3 +391,31 @@ def test_cli_serve_end_to_end(backend_server, tmp_path):
     assert (tmp_path / "state" / "manifest.json").is_file()
     assert proc.returncode == 0, log.read_text()
     assert "sk-" not in log.read_text()
+
+
+def test_replica_hooks_prefix_ids_and_forward_unknown_feedback(backend_server, monkeypatch):
+    """What the Ray deployment builds on: ids carry a replica tag, and feedback on an id this
+    process does not know is handed on (202) or refused (404)."""
+    monkeypatch.setenv("MIXLLM_TEST_KEY", "k")
+    forwarded = []
+
+    def forward(rid, quality, up):
+        forwarded.append((rid, quality, up))
+        return rid.startswith("chatcmpl-mixllm-other-")
+
+    pool, backends = make_pool(backend_server.url)
+    app = create_app(pool, backends, encoder=HashEncoder(), id_prefix="mine-",
+                     forward_feedback=forward)
+    server = _Server(app)
+    try:
+        r = httpx.post(server.url + "/v1/chat/completions", timeout=10, json={
+            "model": "mid", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.json()["id"].startswith("chatcmpl-mixllm-mine-")
+        post = lambda body: httpx.post(server.url + "/v1/feedback", json=body, timeout=10)
+        assert post({"id": r.json()["id"], "quality": 1.0}).status_code == 200
+        assert post({"id": "chatcmpl-mixllm-other-1", "thumbs": "down"}).status_code == 202
+        assert post({"id": "chatcmpl-mixllm-gone-1", "quality": 0.5}).status_code == 404
+        assert forwarded == [("chatcmpl-mixllm-other-1", None, False),
+                             ("chatcmpl-mixllm-gone-1", 0.5, None)]
+    finally:
+        server.stop()

@@ -72,6 +72,8 @@ class ServeConfig:
         Responses over which a backend's observed latency is averaged (exponentially).
     feedback_weight_thumbs : float
         Weight of a thumb in the ridge regression (a refined quality has weight 1).
+    save_state : bool
+        Save to ``state_dir`` (``False``: load it only, e.g. one of several replicas).
     """
 
     max_body_bytes: int = 1 << 20
@@ -79,6 +81,7 @@ class ServeConfig:
     save_every_s: float = 60.0
     latency_halflife: int = 20
     feedback_weight_thumbs: float = 0.5
+    save_state: bool = True
 
 
 class _Live:
@@ -107,6 +110,10 @@ class _Live:
                 self.latency[name] = self._decay * self.latency[name] + (1 - self._decay) * seconds
             return self._wait(name)
 
+    def wait(self, name: str) -> float:
+        with self._lock:
+            return self._wait(name)
+
     def _wait(self, name: str) -> float:
         return self.latency[name] * (self.in_flight[name] // self.slots[name])
 
@@ -133,6 +140,9 @@ class _State:
         self.live = _Live(self.tr.router.llms, config.latency_halflife)
         self.pending: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
         self.lock = threading.Lock()  # pending table and the dirty flag
+        # Held by learning and by anything that replaces the router (a replica's sync), so
+        # that no feedback lands on a router being replaced.
+        self.sync_lock = threading.Lock()
         self.dirty = False
 
     def _load_or_new(self, pool: list[LLM], encoder: Any, pipeline: PipelineConfig | None
@@ -175,18 +185,19 @@ class _State:
             p = self.pending.get(rid)
         if p is None:
             raise KeyError(rid)
-        r = self.tr.router
-        if quality is not None:
-            r.feedback(p.x, p.llm, quality, p.output_tokens)
-        else:
-            r.feedback_thumbs(p.x, p.llm, bool(up), p.output_tokens,
-                              weight=self.config.feedback_weight_thumbs)
+        with self.sync_lock:
+            r = self.tr.router
+            if quality is not None:
+                r.feedback(p.x, p.llm, quality, p.output_tokens)
+            else:
+                r.feedback_thumbs(p.x, p.llm, bool(up), p.output_tokens,
+                                  weight=self.config.feedback_weight_thumbs)
         with self.lock:
             self.dirty = True
         return p.llm
 
     def save(self) -> bool:
-        if self.state_dir is None:
+        if self.state_dir is None or not self.config.save_state:
             return False
         with self.lock:
             if not self.dirty and (self.state_dir / "manifest.json").is_file():
@@ -282,7 +293,8 @@ class _SSE:
 
 def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                state_dir: str | Path | None = None, encoder: Any = None,
-               config: ServeConfig | None = None, pipeline: PipelineConfig | None = None):
+               config: ServeConfig | None = None, pipeline: PipelineConfig | None = None,
+               id_prefix: str = "", forward_feedback: Any = None):
     """The proxy as an ASGI app.
 
     Parameters
@@ -299,6 +311,11 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
     config : ServeConfig, optional
     pipeline : PipelineConfig, optional
         Router settings for a cold start (default: raw embeddings, no tags).
+    id_prefix : str
+        Put into every response id (a replica's tag, so feedback can find its replica).
+    forward_feedback : callable (id, quality, up) -> bool, optional
+        Called for feedback on an id this process does not know; ``True`` means it was
+        handed on (HTTP 202), ``False`` that it is unknown (404).
     """
     require_serve_extra()
     import httpx
@@ -346,7 +363,8 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000))
-        task = asyncio.create_task(saver()) if st.state_dir is not None else None
+        task = asyncio.create_task(saver()) if st.state_dir is not None and cfg.save_state \
+            else None
         try:
             yield
         finally:
@@ -414,6 +432,9 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
         try:
             llm = await run_in_threadpool(st.feedback, body["id"], q, up)
         except KeyError:
+            if forward_feedback is not None and await run_in_threadpool(
+                    forward_feedback, body["id"], q, up):
+                return JSONResponse({"ok": True, "queued": True}, status_code=202)
             return _error(404, f"unknown or expired response id {body['id']!r}")
         m_feedback.labels(llm, "quality" if q is not None else "thumbs").inc()
         return {"ok": True, "llm": llm}
@@ -464,7 +485,7 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
         overhead = time.perf_counter() - t0
         m_overhead.observe(overhead)
         headers["x-mixllm-router-ms"] = f"{overhead * 1e3:.3f}"
-        rid = "chatcmpl-mixllm-" + secrets.token_hex(12)
+        rid = f"chatcmpl-mixllm-{id_prefix}{secrets.token_hex(12)}"
         headers["x-mixllm-response-id"] = rid
         stream = bool(body.get("stream"))
         failures: list[str] = []
