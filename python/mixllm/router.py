@@ -855,21 +855,6 @@ def _loaded_precision(v: Any, engine: str) -> str:
     return v if engine == "native" else "float64"
 
 
-def _check_precision(v: Any, engine: str) -> None:
-    if v not in ("float64", "float32"):
-        raise ValueError(f"precision must be 'float64' or 'float32', got {v!r}")
-    if v == "float32" and engine != "native":
-        raise ValueError("precision='float32' needs the native engine")
-
-
-def _loaded_precision(v: Any, engine: str) -> str:
-    """A saved precision setting (files without one are float64); the reference engine,
-    which has no float32 scoring, loads any file as float64."""
-    if v not in ("float64", "float32"):
-        raise ValueError(f"precision must be 'float64' or 'float32', got {v!r}")
-    return v if engine == "native" else "float64"
-
-
 def _count(v: Any) -> int:
     """A saved counter or index: an int in [0, 2**63) (what the engine's uint64 can hold)."""
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**63:
