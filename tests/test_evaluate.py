@@ -6,7 +6,6 @@ under test; the CLI tests use the real default encoder on a few dozen prompts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 
@@ -18,6 +17,7 @@ from mixllm.cli import main
 from mixllm.data import RoutingData, save_long, save_pool
 from mixllm.evaluate import Stream, aiq, cost_to_reach, evaluate, hull, replay
 from mixllm.pipeline import PipelineConfig, TextRouter, domain_labels, prompt_view
+from fakes import HashEncoder
 
 MODELS = ["big", "mid", "small"]
 POOL = [LLM("big", 10.0, 30.0, ttft_s=1.0, tokens_per_s=20.0, slots=2),
@@ -28,29 +28,6 @@ TASKS = {"math": ["sum", "product", "integer", "divide"],
          "chat": ["hello", "weather", "movie", "friend"]}
 # P(correct) per task and model: "mid" is as good as "big" on code, "small" on chat.
 RATES = {"math": [0.9, 0.5, 0.3], "code": [0.85, 0.85, 0.4], "chat": [0.8, 0.6, 0.8]}
-
-
-class HashEncoder:
-    """Bag of hashed words, L2-normalised: deterministic and instant."""
-
-    identity = "hash-32"
-    max_length = 512
-    model_sha256 = "0" * 64
-
-    def __init__(self, dim: int = 32) -> None:
-        self.dim = dim
-
-    def encode(self, texts, progress=False):
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in t.lower().split():
-                h = int(hashlib.md5(w.encode()).hexdigest(), 16)
-                out[i, h % self.dim] += 1.0 if (h >> 8) % 2 else -1.0
-            out[i] /= max(np.linalg.norm(out[i]), 1e-9)
-        return out
-
-    def count_tokens(self, texts):
-        return np.array([len(t.split()) for t in texts], dtype=np.int64)
 
 
 def make_data(n=300, seed=0) -> RoutingData:

@@ -4,7 +4,6 @@ official ``openai`` client (routing, streaming, fallback, feedback, restart, lim
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import signal
@@ -30,29 +29,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from mixllm import LLM
 from mixllm.data import Backend, DataError, load_backends, load_pool
 from mixllm.serve import ServeConfig, create_app
-
-
-class HashEncoder:
-    """Bag of hashed words, L2-normalised: deterministic and instant."""
-
-    identity = "hash-16"
-    max_length = 512
-    model_sha256 = "0" * 64
-
-    def __init__(self, dim: int = 16) -> None:
-        self.dim = dim
-
-    def encode(self, texts, progress=False):
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in t.lower().split():
-                h = int(hashlib.md5(w.encode()).hexdigest(), 16)
-                out[i, h % self.dim] += 1.0 if (h >> 8) % 2 else -1.0
-            out[i] /= max(np.linalg.norm(out[i]), 1e-9)
-        return out
-
-    def count_tokens(self, texts):
-        return np.array([len(t.split()) for t in texts], dtype=np.int64)
+from fakes import HashEncoder
 
 
 # ------------------------------------------------------------------ loopback servers
@@ -137,7 +114,7 @@ def make_pool(backend_url: str, names=("cheap", "mid", "big"), timeout_s: float 
 
 class Proxy:
     def __init__(self, pool, backends, state_dir=None, **cfg) -> None:
-        app = create_app(pool, backends, state_dir=state_dir, encoder=HashEncoder(),
+        app = create_app(pool, backends, state_dir=state_dir, encoder=HashEncoder(16),
                          config=ServeConfig(**cfg))
         self.app = app
         self.server = _Server(app)
@@ -337,7 +314,7 @@ def test_pool_file_serving_fields(tmp_path):
 
 def test_missing_backend_is_an_error():
     with pytest.raises(ValueError, match="no base_url"):
-        create_app([LLM("a", 1, 1)], {}, encoder=HashEncoder())
+        create_app([LLM("a", 1, 1)], {}, encoder=HashEncoder(16))
 
 
 # ------------------------------------------------------------------ the command line
@@ -404,7 +381,7 @@ def test_replica_hooks_prefix_ids_and_forward_unknown_feedback(backend_server, m
         return rid.startswith("chatcmpl-mixllm-other-")
 
     pool, backends = make_pool(backend_server.url)
-    app = create_app(pool, backends, encoder=HashEncoder(), id_prefix="mine-",
+    app = create_app(pool, backends, encoder=HashEncoder(16), id_prefix="mine-",
                      forward_feedback=forward)
     server = _Server(app)
     try:
