@@ -1,8 +1,6 @@
 """The Ray Serve deployment: feedback sent to one replica changes decisions on another.
 
-Skipped unless ``ray[serve]`` is installed (the test extra installs it, so CI runs this). The
-encoder double is defined here rather than taken from ``fakes``: Ray pickles it by reference,
-and the worker processes import this module, not the tests folder's helpers."""
+Skipped unless ``ray[serve]`` is installed (the test extra installs it, so CI runs this)."""
 
 from __future__ import annotations
 
