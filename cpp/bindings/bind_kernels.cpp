@@ -18,6 +18,60 @@ using farray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using i32array = py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>;
 using i64array = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
 
+// The triangular products come in three storages (packed rows, panels, float32 panels) and two
+// shapes (one vector, a batch); their test seams differ in nothing else.
+struct Layout {
+    const char* mat;                         // argument name: "Rp" or "P"
+    std::size_t (*size)(std::size_t n);      // entries the storage holds for size n
+    const char* bad_size;                    // message when it does not
+};
+constexpr Layout kPacked{"Rp", mixllm::packed_row,
+                         "Rp must hold n(n+1)/2 entries (packed lower triangle)"};
+constexpr Layout kPanels{"P", mixllm::panel_size,
+                         "P must hold panel_size(n) entries (panel layout)"};
+
+template <typename T>
+using MvKernel = void (*)(const T*, const double*, double*, std::size_t);
+template <typename T>
+using MmKernel = void (*)(const T*, const double*, std::size_t, std::size_t, double*);
+template <typename T>
+using tarray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+// y = M x
+template <typename T>
+void def_mv(py::module_& m, const char* name, MvKernel<T> mixllm::Kernels::*kernel, Layout L) {
+    m.def(name, [kernel, L](const tarray<T>& M, const darray& x) {
+        require(x.ndim() == 1 && M.ndim() == 1, std::string(L.mat) + " and x must be 1-d");
+        const std::size_t n = static_cast<std::size_t>(x.shape(0));
+        require(static_cast<std::size_t>(M.shape(0)) == L.size(n), L.bad_size);
+        darray y(static_cast<py::ssize_t>(n));
+        double* py_ = y.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            (mixllm::kernels().*kernel)(M.data(), x.data(), py_, n);
+        }
+        return y;
+    }, py::arg(L.mat), py::arg("x"));
+}
+
+// Y_b = M x_b for every row of X
+template <typename T>
+void def_mm(py::module_& m, const char* name, MmKernel<T> mixllm::Kernels::*kernel, Layout L) {
+    m.def(name, [kernel, L](const tarray<T>& M, const darray& X) {
+        require(X.ndim() == 2 && M.ndim() == 1, std::string(L.mat) + " must be 1-d and X 2-d");
+        const std::size_t B = static_cast<std::size_t>(X.shape(0));
+        const std::size_t n = static_cast<std::size_t>(X.shape(1));
+        require(static_cast<std::size_t>(M.shape(0)) == L.size(n), L.bad_size);
+        darray Y({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(n)});
+        double* py_ = Y.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            (mixllm::kernels().*kernel)(M.data(), X.data(), B, n, py_);
+        }
+        return Y;
+    }, py::arg(L.mat), py::arg("X"));
+}
+
 }  // namespace
 
 void bind_kernels(py::module_& m) {
@@ -102,34 +156,8 @@ void bind_kernels(py::module_& m) {
         return y;
     }, py::arg("M"), py::arg("x"));
 
-    m.def("k_tpmv", [](const darray& Rp, const darray& x) {
-        require(x.ndim() == 1 && Rp.ndim() == 1, "Rp and x must be 1-d");
-        const std::size_t n = static_cast<std::size_t>(x.shape(0));
-        require(static_cast<std::size_t>(Rp.shape(0)) == mixllm::packed_row(n),
-                "Rp must hold n(n+1)/2 entries (packed lower triangle)");
-        darray y(static_cast<py::ssize_t>(n));
-        double* py_ = y.mutable_data();
-        {
-            py::gil_scoped_release nogil;
-            mixllm::kernels().tpmv(Rp.data(), x.data(), py_, n);
-        }
-        return y;
-    }, py::arg("Rp"), py::arg("x"));
-
-    m.def("k_tpmm", [](const darray& Rp, const darray& X) {
-        require(X.ndim() == 2 && Rp.ndim() == 1, "Rp must be 1-d and X 2-d");
-        const std::size_t B = static_cast<std::size_t>(X.shape(0));
-        const std::size_t n = static_cast<std::size_t>(X.shape(1));
-        require(static_cast<std::size_t>(Rp.shape(0)) == mixllm::packed_row(n),
-                "Rp must hold n(n+1)/2 entries (packed lower triangle)");
-        darray Y({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(n)});
-        double* py_ = Y.mutable_data();
-        {
-            py::gil_scoped_release nogil;
-            mixllm::kernels().tpmm(Rp.data(), X.data(), B, n, py_);
-        }
-        return Y;
-    }, py::arg("Rp"), py::arg("X"));
+    def_mv<double>(m, "k_tpmv", &mixllm::Kernels::tpmv, kPacked);
+    def_mm<double>(m, "k_tpmm", &mixllm::Kernels::tpmm, kPacked);
 
     m.def("k_pack_panels", [](const darray& Rp, std::size_t n) {
         require(Rp.ndim() == 1 && static_cast<std::size_t>(Rp.shape(0)) == mixllm::packed_row(n),
@@ -139,34 +167,8 @@ void bind_kernels(py::module_& m) {
         return P;
     }, py::arg("Rp"), py::arg("n"));
 
-    m.def("k_panel_mv", [](const darray& P, const darray& x) {
-        require(x.ndim() == 1 && P.ndim() == 1, "P and x must be 1-d");
-        const std::size_t n = static_cast<std::size_t>(x.shape(0));
-        require(static_cast<std::size_t>(P.shape(0)) == mixllm::panel_size(n),
-                "P must hold panel_size(n) entries (panel layout)");
-        darray y(static_cast<py::ssize_t>(n));
-        double* py_ = y.mutable_data();
-        {
-            py::gil_scoped_release nogil;
-            mixllm::kernels().panel_mv(P.data(), x.data(), py_, n);
-        }
-        return y;
-    }, py::arg("P"), py::arg("x"));
-
-    m.def("k_panel_mm", [](const darray& P, const darray& X) {
-        require(X.ndim() == 2 && P.ndim() == 1, "P must be 1-d and X 2-d");
-        const std::size_t B = static_cast<std::size_t>(X.shape(0));
-        const std::size_t n = static_cast<std::size_t>(X.shape(1));
-        require(static_cast<std::size_t>(P.shape(0)) == mixllm::panel_size(n),
-                "P must hold panel_size(n) entries (panel layout)");
-        darray Y({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(n)});
-        double* py_ = Y.mutable_data();
-        {
-            py::gil_scoped_release nogil;
-            mixllm::kernels().panel_mm(P.data(), X.data(), B, n, py_);
-        }
-        return Y;
-    }, py::arg("P"), py::arg("X"));
+    def_mv<double>(m, "k_panel_mv", &mixllm::Kernels::panel_mv, kPanels);
+    def_mm<double>(m, "k_panel_mm", &mixllm::Kernels::panel_mm, kPanels);
 
     m.def("k_panels_to_f32", [](const darray& P, std::size_t n) {
         require(P.ndim() == 1 && static_cast<std::size_t>(P.shape(0)) == mixllm::panel_size(n),
@@ -176,34 +178,8 @@ void bind_kernels(py::module_& m) {
         return P32;
     }, py::arg("P"), py::arg("n"));
 
-    m.def("k_panel_mv_f32", [](const farray& P, const darray& x) {
-        require(x.ndim() == 1 && P.ndim() == 1, "P and x must be 1-d");
-        const std::size_t n = static_cast<std::size_t>(x.shape(0));
-        require(static_cast<std::size_t>(P.shape(0)) == mixllm::panel_size(n),
-                "P must hold panel_size(n) entries (panel layout)");
-        darray y(static_cast<py::ssize_t>(n));
-        double* py_ = y.mutable_data();
-        {
-            py::gil_scoped_release nogil;
-            mixllm::kernels().panel_mv_f32(P.data(), x.data(), py_, n);
-        }
-        return y;
-    }, py::arg("P"), py::arg("x"));
-
-    m.def("k_panel_mm_f32", [](const farray& P, const darray& X) {
-        require(X.ndim() == 2 && P.ndim() == 1, "P must be 1-d and X 2-d");
-        const std::size_t B = static_cast<std::size_t>(X.shape(0));
-        const std::size_t n = static_cast<std::size_t>(X.shape(1));
-        require(static_cast<std::size_t>(P.shape(0)) == mixllm::panel_size(n),
-                "P must hold panel_size(n) entries (panel layout)");
-        darray Y({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(n)});
-        double* py_ = Y.mutable_data();
-        {
-            py::gil_scoped_release nogil;
-            mixllm::kernels().panel_mm_f32(P.data(), X.data(), B, n, py_);
-        }
-        return Y;
-    }, py::arg("P"), py::arg("X"));
+    def_mv<float>(m, "k_panel_mv_f32", &mixllm::Kernels::panel_mv_f32, kPanels);
+    def_mm<float>(m, "k_panel_mm_f32", &mixllm::Kernels::panel_mm_f32, kPanels);
 
     m.def("k_embed_pool", [](const farray& T, const farray& w, const i32array& ids,
                              const i64array& offsets) {
