@@ -11,6 +11,11 @@ corrections (see ``cpp/include/mixllm/pool.hpp``). ``decision_float32_us`` is th
 with the opt-in ``Router(precision="float32")`` scoring, timed in rounds alternating with the
 float64 one (``decision_us``).
 
+Peers (``--peers``, on by default): the contextual-bandit libraries of the ``bench`` extra that
+are installed -- Vowpal Wabbit (``cb_explore_adf``, SquareCB), MABWiser (LinUCB),
+contextualbandits (LinUCB) -- fitted on the same rows and timed on the same queries; they
+learn one combined reward, not mixllm's two targets (``mixllm._peers`` says how each differs).
+
 Text to decision (:func:`run_text`): ``TextRouter.route`` from a ~50-token query to a Decision
 (encoder, tag transform, router) for each encoder, static table and MiniLM.
 """
@@ -65,18 +70,27 @@ class NumpyLinUCB:
         self.theta[k] += np.outer((y - self.theta[k] @ z) / denom, u)
 
 
-def make_router(d: int, k: int, n_queries: int = 256, seed: int = 0) -> tuple[Router, np.ndarray]:
-    """A router fitted on ``2 d`` full-information rows (``d - 1`` features + intercept),
-    and ``n_queries`` unit-norm queries."""
+def _make_data(d: int, k: int, n_queries: int, seed: int):
+    """The pool, ``2 d`` full-information rows (features, quality, output tokens) and the
+    queries that :func:`make_router` uses (the peers of :func:`run` are fitted on the same)."""
     rng = np.random.default_rng(seed)
     pool = [LLM(f"m{i}", float(rng.uniform(0.1, 10)), float(rng.uniform(0.1, 30))) for i in range(k)]
-    router = Router(pool, d - 1, alpha=0.1)
     n = 2 * d
     X = rng.normal(size=(n, d - 1))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
-    router.fit(X, rng.random((n, k)), rng.integers(1, 500, (n, k)).astype(float))
+    quality = rng.random((n, k))
+    tokens = rng.integers(1, 500, (n, k)).astype(float)
     Q = rng.normal(size=(n_queries, d - 1))
     Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    return pool, X, quality, tokens, Q
+
+
+def make_router(d: int, k: int, n_queries: int = 256, seed: int = 0) -> tuple[Router, np.ndarray]:
+    """A router fitted on ``2 d`` full-information rows (``d - 1`` features + intercept),
+    and ``n_queries`` unit-norm queries."""
+    pool, X, quality, tokens, Q = _make_data(d, k, n_queries, seed)
+    router = Router(pool, d - 1, alpha=0.1)
+    router.fit(X, quality, tokens)
     return router, Q
 
 
@@ -89,8 +103,15 @@ def _times_us(f, n: int) -> np.ndarray:
     return out
 
 
-def run(d: int = 385, k: int = 11, batch: int = 256, n: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Measure both implementations; returns the figures as a JSON-ready dict."""
+def run(d: int = 385, k: int = 11, batch: int = 256, n: int = 2000, seed: int = 0,
+        peers: bool = True) -> dict[str, Any]:
+    """Measure both implementations; returns the figures as a JSON-ready dict.
+
+    With ``peers``, every peer library of ``mixllm._peers`` that imports is fitted on the
+    same rows and timed on the same queries (:func:`_run_peers`); its figures join the
+    ``decision_us``, ``update_us`` and ``batch_qps`` dicts under its name, ``"peers"`` says
+    how each was set up, and ``"peers_not_installed"`` lists the ones that did not import.
+    """
     router, Q = make_router(d, k, batch, seed)
     ref = NumpyLinUCB(router)
     lam, inv_lam, n_in = 0.01, 100.0, 100.0
@@ -132,7 +153,7 @@ def run(d: int = 385, k: int = 11, batch: int = 256, n: int = 2000, seed: int = 
     mix_b = _times_us(lambda i: router.route_batch(Q, n_batch, lam=lam), max(10, n // 50))
     np_b = _times_us(lambda i: ref.decide_batch(Z, n_batch, inv_lam), max(5, n // 200))
     med = lambda a: float(np.median(a))  # noqa: E731
-    return {
+    res = {
         "d": d, "k": k, "batch": nq,
         "decision_us": {"mixllm": med(mix_dec), "numpy": med(np_dec)},
         "update_us": {"mixllm": med(upd), "numpy": med(np_upd)},
@@ -146,6 +167,67 @@ def run(d: int = 385, k: int = 11, batch: int = 256, n: int = 2000, seed: int = 
         "notes": "medians of single calls; one Python thread; update = feedback right after "
                  "the decision on the same query",
     }
+    if peers:
+        _run_peers(res, d, k, n, seed, mixllm_choice=router.route_batch(Q, n_batch, lam=lam))
+    return res
+
+
+def _run_peers(res: dict[str, Any], d: int, k: int, n: int, seed: int,
+               mixllm_choice: np.ndarray) -> None:
+    """Fit and time every installed peer library on :func:`run`'s data; adds to ``res``.
+
+    Each peer is warm-started on the rows ``make_router`` fits mixllm on, with every arm's
+    reward ``quality - cost_usd / lam`` (``n_in = 100`` input tokens, ``lam = 0.01``, the
+    benchmark's; mixllm learns quality and tokens separately, see ``mixllm._peers``), then
+    timed on the same queries: decision (``min(n, 300)`` single calls on the fitted state),
+    update (``min(n, 100)`` cycles: decide, then time learning the decided arm's reward on
+    that query) and, where the library has a batch call, decisions/s on the whole batch.
+    ``agree_with_mixllm`` is the share of the batch where the peer's deterministic choice
+    (its UCB, or the argmax of its probabilities) is mixllm's.
+    """
+    import warnings
+
+    from . import _peers
+
+    pool, X, quality, tokens, Q = _make_data(d, k, len(mixllm_choice), seed)
+    lam, n_in = 0.01, 100.0
+    pin = np.array([m.input_price for m in pool])
+    pout = np.array([m.output_price for m in pool])
+    ones = lambda A: np.hstack([A, np.ones((len(A), 1))])  # noqa: E731
+    Zfit, Z = ones(X), ones(Q)
+    rewards = quality - (n_in * pin + tokens * pout) * 1e-6 / lam
+    y_upd = lambda arm: 0.7 - (n_in * pin[arm] + 120.0 * pout[arm]) * 1e-6 / lam  # noqa: E731
+    nq = len(Z)
+    adapters, missing = _peers.load_peers(d, k, alpha=0.1, ridge=1.0, seed=seed)
+    res["peers"] = {}
+    res["peers_not_installed"] = missing
+    for peer in adapters:
+        # Libraries may warn (deprecations of their dependencies); a benchmark does not stop
+        # for that, and the test suite turns warnings into errors.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                t0 = time.perf_counter()
+                peer.fit(Zfit, rewards)
+                fit_s = time.perf_counter() - t0
+                agree = float(np.mean(peer.greedy(Z) == mixllm_choice))
+                dec = _times_us(lambda i: peer.decide(Z[i % nq]), min(n, 300))
+                upd = np.empty(min(n, 100))
+                for i in range(len(upd)):
+                    z = Z[i % nq]
+                    arm = peer.decide(z)
+                    t = time.perf_counter_ns()
+                    peer.update(z, arm, y_upd(arm))
+                    upd[i] = (time.perf_counter_ns() - t) / 1e3
+                if peer.decide_batch is not None:
+                    b = _times_us(lambda i: peer.decide_batch(Z), max(3, n // 400))
+                    res["batch_qps"][peer.name] = nq / (float(np.median(b)) * 1e-6)
+            finally:
+                peer.close()
+        res["decision_us"][peer.name] = float(np.median(dec))
+        res["update_us"][peer.name] = float(np.median(upd))
+        res["peers"][peer.name] = {"version": peer.version, "setup": peer.setup,
+                                   "fit_s": fit_s, "agree_with_mixllm": agree}
 
 
 # About 50 MiniLM WordPiece tokens each; a counter word makes every query distinct, so no
@@ -218,7 +300,8 @@ def run_text(encoders: tuple[str, ...] = ("static", "minilm"), k: int = 11, n: i
 
 
 def _main(args: argparse.Namespace) -> int:
-    res = run(d=args.dim, k=args.k, batch=args.batch, n=args.n, seed=args.seed)
+    res = run(d=args.dim, k=args.k, batch=args.batch, n=args.n, seed=args.seed,
+              peers=args.peers)
     print(f"routing core, d={res['d']} (intercept included), K={res['k']}, "
           f"kernels {res['simd_backend']}")
     print(f"{'':28}{'mixllm':>12}{'numpy':>12}{'ratio':>8}")
@@ -231,6 +314,8 @@ def _main(args: argparse.Namespace) -> int:
     print(f"{'decision_float32_us':28}{f32['mixllm']:12.1f}{'':12}"
           f"{res['decision_us']['mixllm'] / f32['mixllm']:7.2f}x vs float64 "
           f"(same decisions on {100 * f32['agree']:.1f}% of the batch)")
+    if args.peers:
+        _print_peers(res)
     encoders = tuple(e for e in args.encoders if e != "none")
     if encoders:
         res["text_to_decision"] = run_text(encoders, k=args.k, n=args.n, seed=args.seed)
@@ -246,6 +331,18 @@ def _main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_peers(res: dict[str, Any]) -> None:
+    print("\npeer libraries (same data and queries; not the same algorithm: see mixllm._peers)")
+    print(f"{'':20}{'decision us':>12}{'update us':>12}{'batch /s':>12}{'agree':>8}  setup")
+    for name, meta in res["peers"].items():
+        qps = res["batch_qps"].get(name)
+        print(f"{name:20}{res['decision_us'][name]:12.1f}{res['update_us'][name]:12.1f}"
+              f"{'-' if qps is None else f'{qps:.0f}':>12}{100 * meta['agree_with_mixllm']:7.1f}%"
+              f"  {meta['version']}: {meta['setup']}")
+    for name in res["peers_not_installed"]:
+        print(f"{name:20}not installed (pip install \".[bench]\")")
+
+
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``bench`` to the ``mixllm`` command line's subparsers."""
     p = subparsers.add_parser("bench", help="time routing decisions, updates and batches "
@@ -259,5 +356,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--encoders", nargs="+", choices=("static", "minilm", "none"),
                    default=["static", "minilm"],
                    help="text-to-decision figures for these encoders ('none': skip)")
+    p.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time the peer libraries that are installed (Vowpal Wabbit, "
+                        "MABWiser, contextualbandits; the 'bench' extra); default: on")
     p.set_defaults(func=_main)
     return p
