@@ -78,7 +78,7 @@ def _packed_lower(rng, n):
 
 
 @pytest.mark.parametrize("n", SIZES)
-@pytest.mark.parametrize("m", [0, 1, 5, 9])
+@pytest.mark.parametrize("m", [0, 1, 2, 4, 5, 9])  # rows go in pairs: even and odd counts
 def test_gemv_rect(backend, rng, n, m):
     M, x = rng.normal(size=(m, n)), rng.normal(size=n)
     scale = np.abs(M) @ np.abs(x)
@@ -86,7 +86,9 @@ def test_gemv_rect(backend, rng, n, m):
                                  RTOL * scale + 1e-300)
 
 
-@pytest.mark.parametrize("n", SIZES)
+# panel_mv takes panels four at a time: counts 1-4 past a multiple of four, and a partial
+# last panel at each position of a group (25: 4 panels, the last of 1 row; 57, 63: 8).
+@pytest.mark.parametrize("n", SIZES + [24, 25, 40, 57, 63])
 def test_tpmv_and_panel_mv(backend, rng, n):
     Rp, x = _packed_lower(rng, n), rng.normal(size=n)
     want = _reference.tpmv(Rp, x)

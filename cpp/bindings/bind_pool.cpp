@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "common.hpp"
+#include "mixllm/kernels.hpp"
 #include "mixllm/pool.hpp"
 
 using mixllm::Pool;
@@ -72,15 +73,15 @@ const double* query(const py::array& x_in, const Pool& p, bool intercept, const 
     }
     buf.resize(d);
     const double* px = x.data();
-    double ss = 0.0;
-    for (std::size_t i = 0; i < want; ++i) {
-        if (!std::isfinite(px[i])) throw py::value_error(std::string(name) + " contains NaN or inf");
-        buf[i] = px[i];
-        ss += px[i] * px[i];
-    }
-    // A finite x whose squared norm overflows would make the bonus inf and the scores NaN.
-    if (!std::isfinite(ss))
+    std::copy(px, px + want, buf.begin());
+    // One vectorised pass: a NaN or inf entry makes the squared norm non-finite, and so does a
+    // finite x whose squared norm overflows (it would make the bonus inf and the scores NaN).
+    const double ss = mixllm::kernels().dot(px, px, want);
+    if (!std::isfinite(ss)) {
+        for (std::size_t i = 0; i < want; ++i)
+            if (!std::isfinite(px[i])) throw py::value_error(std::string(name) + " contains NaN or inf");
         throw py::value_error(std::string(name) + " is too large: its squared norm overflows");
+    }
     if (intercept) buf[d - 1] = 1.0;
     return buf.data();
 }
@@ -333,19 +334,21 @@ void bind_pool(py::module_& m) {
                  // The Router's single decision: validation and the intercept here, then the
                  // batch path with B = 1. Returns (index, terms (6, K), version, names or None
                  // when the caller's known_version is current).
+                 // Per-thread buffers: no allocation but the returned array once warm.
                  thread_local std::vector<double> buf;
+                 thread_local mixllm::ScoreResult r;
                  const double* z = query(x, p, intercept, "x", buf);
                  if (!std::isfinite(in_tokens) || in_tokens < 0.0)
                      throw py::value_error("input_tokens must be finite and >= 0");
-                 mixllm::ScoreResult r;
                  {
                      py::gil_scoped_release nogil;
-                     r = translate([&] {
-                         return p.score(z, 1, &in_tokens,
-                                        mixllm::ScoreParams{inv_lam, alpha, beta, tau}, true);
+                     translate([&] {
+                         p.score_into(r, z, 1, &in_tokens,
+                                      mixllm::ScoreParams{inv_lam, alpha, beta, tau}, true,
+                                      known_version);
                      });
                  }
-                 const std::size_t K = r.names.size();
+                 const std::size_t K = r.terms.size() / mixllm::kNumTerms;
                  darray terms({static_cast<py::ssize_t>(mixllm::kNumTerms), static_cast<py::ssize_t>(K)});
                  double* pt = terms.mutable_data();
                  for (std::size_t k = 0; k < K; ++k)
@@ -353,7 +356,7 @@ void bind_pool(py::module_& m) {
                          pt[j * K + k] = r.terms[k * mixllm::kNumTerms + j];
                  py::object names = py::none();
                  if (r.version != known_version) names = py::tuple(py::cast(r.names));
-                 return py::make_tuple(r.choice[0], terms, r.version, names);
+                 return py::make_tuple(r.choice[0], std::move(terms), r.version, std::move(names));
              },
              py::arg("x"), py::arg("input_tokens"), py::arg("inv_lam"), py::arg("alpha"),
              py::arg("beta"), py::arg("tau"), py::arg("intercept"), py::arg("known_version"))

@@ -507,8 +507,11 @@ void Pool::evaluate(const double* X, std::size_t B, F&& per_arm_row) const {
     const Kernels& K = kernels();
     const bool f32 = float32();
     constexpr std::size_t kChunk = 64;  // queries per pass: their whitened copies stay in L2
-    std::vector<const Base*> bases;
-    std::vector<std::size_t> arm_base(n_arms);
+    // Per-thread lists (no allocation per call once grown; per_arm_row never re-enters).
+    thread_local std::vector<const Base*> bases;
+    thread_local std::vector<std::size_t> arm_base;
+    bases.clear();
+    arm_base.resize(n_arms);
     for (std::size_t k = 0; k < n_arms; ++k) {
         const Base* b = arms_[k]->base.get();
         std::size_t i = 0;
@@ -550,7 +553,7 @@ void Pool::evaluate(const double* X, std::size_t B, F&& per_arm_row) const {
             for (std::size_t r = 0; r < nb; ++r) {
                 const double* v = Vall + (bi * nb_max + r) * d;
                 double quad = vvall[bi * nb_max + r];
-                for (std::size_t t = 0; t < T; ++t) means[t] = K.dot(s.beta.data() + t * d, v, d);
+                K.gemv_rect(s.beta.data(), v, means, T, d);
                 if (rk > 0) {
                     K.gemv_rect(s.W.data(), v, p, rk, d);
                     for (std::size_t i = 0; i < rk; ++i) g[i] = K.dot(s.Cinv.data() + i * rk, p, rk);
@@ -580,21 +583,32 @@ PredictResult Pool::predict(const double* X, std::size_t B) const {
 }
 
 ScoreResult Pool::score(const double* X, std::size_t B, const double* in_tokens,
-                        const ScoreParams& p, bool with_terms) const {
+                        const ScoreParams& p, bool with_terms, std::uint64_t known_version) const {
+    ScoreResult out;
+    score_into(out, X, B, in_tokens, p, with_terms, known_version);
+    return out;
+}
+
+void Pool::score_into(ScoreResult& out, const double* X, std::size_t B, const double* in_tokens,
+                      const ScoreParams& p, bool with_terms, std::uint64_t known_version) const {
     std::shared_lock lock(mu_);
     const std::size_t n_arms = arms_.size();
     if (n_arms == 0) throw std::invalid_argument("the pool is empty");
-    ScoreResult out;
     out.version = version_;
     out.choice.assign(B, -1);
+    out.terms.clear();
     if (with_terms) out.terms.resize(B * n_arms * kNumTerms);
+    out.names.clear();
+    if (version_ != known_version)
+        for (const auto& a : arms_) out.names.push_back(a->name);
     const bool use_pen = p.tau > 0.0 && std::isfinite(p.tau);
-    std::vector<double> pen(n_arms, 0.0);
-    for (std::size_t k = 0; k < n_arms; ++k) {
-        out.names.push_back(arms_[k]->name);
-        if (use_pen) pen[k] = std::expm1(std::max(arms_[k]->wait, 0.0) / p.tau);
-    }
-    std::vector<double> best(B, -std::numeric_limits<double>::infinity());
+    thread_local std::vector<double> pen_best;  // pen (n_arms), then best (B)
+    pen_best.assign(n_arms + B, 0.0);
+    double* pen = pen_best.data();
+    double* best = pen + n_arms;
+    if (use_pen)
+        for (std::size_t k = 0; k < n_arms; ++k) pen[k] = std::expm1(std::max(arms_[k]->wait, 0.0) / p.tau);
+    std::fill(best, best + B, -std::numeric_limits<double>::infinity());
     evaluate(X, B, [&](std::size_t k, std::size_t r, const double* means, double quad) {
         const ArmState& s = *arms_[k];
         const double q = means[kQuality];
@@ -617,7 +631,6 @@ ScoreResult Pool::score(const double* X, std::size_t B, const double* in_tokens,
     // A NaN score never wins a comparison; arm 0 keeps every decision valid.
     for (auto& c : out.choice)
         if (c < 0) c = 0;
-    return out;
 }
 
 namespace {

@@ -98,7 +98,8 @@ struct ArmView {
 struct ScoreResult {
     std::vector<std::int64_t> choice;  // B
     std::vector<double> terms;         // B x K x kNumTerms, empty unless asked for
-    std::vector<std::string> names;    // the pool's arms when the scores were taken
+    std::vector<std::string> names;    // the pool's arms when the scores were taken (empty when
+                                       // the caller's known_version was current)
     std::uint64_t version = 0;         // membership version those names belong to
 };
 
@@ -174,8 +175,14 @@ class Pool {
     void refactor_all();
 
     PredictResult predict(const double* X, std::size_t B) const;
+    // Choices (and, with_terms, the six terms) for B queries. names is filled unless
+    // known_version is the pool's current membership version (a caller's memo of them);
+    // versions start at 1, so 0 always asks for them.
     ScoreResult score(const double* X, std::size_t B, const double* in_tokens,
-                      const ScoreParams& p, bool with_terms) const;
+                      const ScoreParams& p, bool with_terms, std::uint64_t known_version = 0) const;
+    // The same into a caller's result (its vectors' capacity reused: no allocation per call).
+    void score_into(ScoreResult& out, const double* X, std::size_t B, const double* in_tokens,
+                    const ScoreParams& p, bool with_terms, std::uint64_t known_version = 0) const;
 
     ArmView arm(const std::string& name) const;
     std::vector<double> theta(const std::string& name) const;  // T x d

@@ -4,7 +4,7 @@
 //   quad       s = sum_i x_i sum_j M_ij x_j
 //   syr        M_ij += c u_i u_j
 //   quad_batch out_b = x_b^T M x_b, four queries per pass over M
-//   gemv_rect  y_i = sum_j M_ij x_j            (M m x n)
+//   gemv_rect  y_i = sum_j M_ij x_j            (M m x n, two rows a pass)
 //   tpmv       y_i = sum_{j<=i} R_ij x_j       (R lower triangular, packed by rows)
 //   tpmm       Y_bi = sum_{j<=i} R_ij X_bj, four queries per pass over R
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (panel layout: two registers a panel, x_j
@@ -116,8 +116,32 @@ void quad_batch(const double* M, const double* X, std::size_t B, std::size_t n, 
     for (; b < B; ++b) out[b] = quad(M, X + b * n, n);
 }
 
+// Two rows a pass: each load of x serves both (a decision's T targets per LLM, W p).
 void gemv_rect(const double* M, const double* x, double* y, std::size_t m, std::size_t n) {
-    for (std::size_t i = 0; i < m; ++i) y[i] = dot(M + i * n, x, n);
+    std::size_t i = 0;
+    for (; i + 2 <= m; i += 2) {
+        const double* a = M + i * n;
+        const double* b = a + n;
+        __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+        __m256d b0 = _mm256_setzero_pd(), b1 = _mm256_setzero_pd();
+        std::size_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            const __m256d x0 = _mm256_loadu_pd(x + j), x1 = _mm256_loadu_pd(x + j + 4);
+            a0 = _mm256_fmadd_pd(_mm256_loadu_pd(a + j), x0, a0);
+            b0 = _mm256_fmadd_pd(_mm256_loadu_pd(b + j), x0, b0);
+            a1 = _mm256_fmadd_pd(_mm256_loadu_pd(a + j + 4), x1, a1);
+            b1 = _mm256_fmadd_pd(_mm256_loadu_pd(b + j + 4), x1, b1);
+        }
+        for (; j + 4 <= n; j += 4) {
+            const __m256d x0 = _mm256_loadu_pd(x + j);
+            a0 = _mm256_fmadd_pd(_mm256_loadu_pd(a + j), x0, a0);
+            b0 = _mm256_fmadd_pd(_mm256_loadu_pd(b + j), x0, b0);
+        }
+        double sa = hsum(_mm256_add_pd(a0, a1)), sb = hsum(_mm256_add_pd(b0, b1));
+        for (; j < n; ++j) sa += a[j] * x[j], sb += b[j] * x[j];
+        y[i] = sa, y[i + 1] = sb;
+    }
+    if (i < m) y[i] = dot(M + i * n, x, n);
 }
 
 void tpmv(const double* R, const double* x, double* y, std::size_t n) {

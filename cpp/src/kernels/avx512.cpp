@@ -5,11 +5,11 @@
 //   quad       s = sum_i x_i sum_j M_ij x_j
 //   syr        M_ij += c u_i u_j
 //   quad_batch out_b = x_b^T M x_b, four queries per pass over M
-//   gemv_rect  y_i = sum_j M_ij x_j            (M m x n)
+//   gemv_rect  y_i = sum_j M_ij x_j            (M m x n, two rows a pass)
 //   tpmv       y_i = sum_{j<=i} R_ij x_j       (R lower triangular, packed by rows)
 //   tpmm       Y_bi = sum_{j<=i} R_ij X_bj, four queries per pass over R
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (panel layout: one 8-row panel a register,
-//                                               x_j broadcast, four accumulators)
+//                                               four panels a pass sharing each broadcast x_j)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (panel layout, eight queries per pass)
 //   panel_mv_f32, panel_mm_f32: the same on float32 panels (8 floats a load, widened)
 //   embed_pool o_b = s_b / max(||s_b||, 1e-12), s_b = sum_i w[id_i] T[id_i]  (float32,
@@ -121,8 +121,37 @@ void quad_batch(const double* M, const double* X, std::size_t B, std::size_t n, 
     for (; b < B; ++b) out[b] = quad(M, X + b * n, n);
 }
 
+// Two rows a pass: each load of x serves both (a decision's T targets per LLM, W p).
 void gemv_rect(const double* M, const double* x, double* y, std::size_t m, std::size_t n) {
-    for (std::size_t i = 0; i < m; ++i) y[i] = dot(M + i * n, x, n);
+    std::size_t i = 0;
+    for (; i + 2 <= m; i += 2) {
+        const double* a = M + i * n;
+        const double* b = a + n;
+        __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+        __m512d b0 = _mm512_setzero_pd(), b1 = _mm512_setzero_pd();
+        std::size_t j = 0;
+        for (; j + 16 <= n; j += 16) {
+            const __m512d x0 = _mm512_loadu_pd(x + j), x1 = _mm512_loadu_pd(x + j + 8);
+            a0 = _mm512_fmadd_pd(_mm512_loadu_pd(a + j), x0, a0);
+            b0 = _mm512_fmadd_pd(_mm512_loadu_pd(b + j), x0, b0);
+            a1 = _mm512_fmadd_pd(_mm512_loadu_pd(a + j + 8), x1, a1);
+            b1 = _mm512_fmadd_pd(_mm512_loadu_pd(b + j + 8), x1, b1);
+        }
+        for (; j + 8 <= n; j += 8) {
+            const __m512d x0 = _mm512_loadu_pd(x + j);
+            a0 = _mm512_fmadd_pd(_mm512_loadu_pd(a + j), x0, a0);
+            b0 = _mm512_fmadd_pd(_mm512_loadu_pd(b + j), x0, b0);
+        }
+        if (j < n) {
+            const __mmask8 t = tail_mask(n - j);
+            const __m512d x0 = _mm512_maskz_loadu_pd(t, x + j);
+            a1 = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(t, a + j), x0, a1);
+            b1 = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(t, b + j), x0, b1);
+        }
+        y[i] = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+        y[i + 1] = _mm512_reduce_add_pd(_mm512_add_pd(b0, b1));
+    }
+    if (i < m) y[i] = dot(M + i * n, x, n);
 }
 
 void tpmv(const double* R, const double* x, double* y, std::size_t n) {
@@ -148,9 +177,51 @@ inline __mmask8 row_mask(std::size_t p, std::size_t n) {
     return left >= kPanel ? static_cast<__mmask8>(0xFF) : tail_mask(left);
 }
 
+// Four panels a pass: panels p .. p+3 share columns 0 .. 8(p+1) - 1, so each broadcast x_j
+// serves four FMAs (one accumulator a panel: four independent chains); the columns only the
+// later panels have follow in three short steps. The triangle streams from L2 once.
 void panel_mv(const double* P, const double* x, double* y, std::size_t n) {
     static_assert(kPanel == 8, "one panel per AVX-512 register");
-    for (std::size_t p = 0; p < panel_count(n); ++p) {
+    const std::size_t np = panel_count(n);
+    std::size_t p = 0;
+    for (; p + 4 <= np; p += 4) {
+        const double* A = P + panel_offset(p);
+        const double* B = P + panel_offset(p + 1);
+        const double* C = P + panel_offset(p + 2);
+        const double* D = P + panel_offset(p + 3);
+        const std::size_t c = kPanel * (p + 1), cd = std::min(c + 3 * kPanel, n);
+        __m512d a = _mm512_setzero_pd(), b = _mm512_setzero_pd();
+        __m512d cc = _mm512_setzero_pd(), dd = _mm512_setzero_pd();
+        std::size_t j = 0;
+        for (; j < c; ++j) {
+            const __m512d xj = _mm512_set1_pd(x[j]);
+            a = _mm512_fmadd_pd(_mm512_loadu_pd(A + 8 * j), xj, a);
+            b = _mm512_fmadd_pd(_mm512_loadu_pd(B + 8 * j), xj, b);
+            cc = _mm512_fmadd_pd(_mm512_loadu_pd(C + 8 * j), xj, cc);
+            dd = _mm512_fmadd_pd(_mm512_loadu_pd(D + 8 * j), xj, dd);
+        }
+        __m512d b2 = _mm512_setzero_pd(), c2 = _mm512_setzero_pd(), d2 = _mm512_setzero_pd();
+        for (; j < c + kPanel; ++j) {
+            const __m512d xj = _mm512_set1_pd(x[j]);
+            b2 = _mm512_fmadd_pd(_mm512_loadu_pd(B + 8 * j), xj, b2);
+            c2 = _mm512_fmadd_pd(_mm512_loadu_pd(C + 8 * j), xj, c2);
+            d2 = _mm512_fmadd_pd(_mm512_loadu_pd(D + 8 * j), xj, d2);
+        }
+        __m512d c3 = _mm512_setzero_pd(), d3 = _mm512_setzero_pd();
+        for (; j < c + 2 * kPanel; ++j) {
+            const __m512d xj = _mm512_set1_pd(x[j]);
+            c3 = _mm512_fmadd_pd(_mm512_loadu_pd(C + 8 * j), xj, c3);
+            d3 = _mm512_fmadd_pd(_mm512_loadu_pd(D + 8 * j), xj, d3);
+        }
+        __m512d d4 = _mm512_setzero_pd();
+        for (; j < cd; ++j) d4 = _mm512_fmadd_pd(_mm512_loadu_pd(D + 8 * j), _mm512_set1_pd(x[j]), d4);
+        _mm512_storeu_pd(y + kPanel * p, a);
+        _mm512_storeu_pd(y + kPanel * (p + 1), _mm512_add_pd(b, b2));
+        _mm512_storeu_pd(y + kPanel * (p + 2), _mm512_add_pd(_mm512_add_pd(cc, c2), c3));
+        _mm512_mask_storeu_pd(y + kPanel * (p + 3), row_mask(p + 3, n),
+                              _mm512_add_pd(_mm512_add_pd(dd, d2), _mm512_add_pd(d3, d4)));
+    }
+    for (; p < np; ++p) {
         const double* Pp = P + panel_offset(p);
         const std::size_t c = std::min(kPanel * (p + 1), n);
         __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
