@@ -45,6 +45,8 @@
 #include <string>
 #include <vector>
 
+#include "mixllm/aligned.hpp"
+
 namespace mixllm {
 
 constexpr std::size_t kQuality = 0;
@@ -65,8 +67,8 @@ struct Base {
     double scalar = 0.0;      // > 0: G = scalar * I and R = I / sqrt(scalar); A and R empty
     std::vector<double> A;    // G, d x d
     std::vector<double> R;    // L^{-1}, packed lower triangle (packed_row), d(d+1)/2
-    std::vector<double> P;    // the same R in the panel layout of the hot path (panel_offset)
-    std::vector<float> P32;   // P rounded to float32 (panels_to_f32): what a float32 pool's
+    aligned_vector<double> P;  // the same R in the panel layout of the hot path (panel_offset)
+    aligned_vector<float> P32; // P rounded to float32 (panels_to_f32): what a float32 pool's
                               // decisions read; derived from P whenever a base is built
 };
 
