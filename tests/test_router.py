@@ -700,3 +700,34 @@ def test_decision_constructor_validates(rng):
                         (("b", 0, ("b", "a"), np.zeros((5, 2))), "shape")]:
         with pytest.raises(ValueError, match=match):
             Decision(*args)
+
+
+@pytest.mark.parametrize("engine", ["native", "reference"])
+def test_lean_route_batch_accepts_what_the_slow_path_did(rng, engine):
+    dim = 6
+    router = Router(POOL, dim, alpha=0.2, engine=engine).fit(*_data(rng, 30, dim))
+    X = rng.normal(size=(5, dim))
+    n_in = np.array([1.0, 50.0, 400.0, 3.0, 0.0])
+    want = np.array([router.route(X[i], n_in[i], lam=0.01).index for i in range(5)])
+    np.testing.assert_array_equal(router.route_batch(X, n_in, lam=0.01), want)
+    for xs, toks, lam in [(X.tolist(), n_in.tolist(), 0.01), (X.astype(np.float32).astype(float), n_in, 0.01),
+                          (np.asfortranarray(X), tuple(n_in), np.float64(0.01)),
+                          (X, n_in.astype(np.int64), 0.01)]:
+        np.testing.assert_array_equal(router.route_batch(xs, toks, lam=lam), want)
+    one = np.array([router.route(X[i], 7, lam=1.0).index for i in range(5)])
+    for toks in (7, 7.0, np.float64(7.0), np.array(7.0), np.int32(7), [7, 7, 7, 7, 7]):
+        got = router.route_batch(X, toks, lam=1.0)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, one)
+    assert router.route_batch(np.empty((0, dim)), 5).shape == (0,)
+    for bad, match in [((X[0], 5), r"shape \(n, 6\), got \(6,\)"),
+                       ((X[:, :-1], 5), r"got \(5, 5\)"),
+                       ((np.where(X > 1, np.nan, X), 5), "NaN or inf"),
+                       ((X * 1e200, 5), "too large"),
+                       ((X, [1, 2]), r"shape \(5,\), got \(2,\)"),
+                       ((X, -1), "finite and >= 0"),
+                       ((X, np.array([1, 2, np.inf, 4, 5])), "finite and >= 0"),
+                       ((X.astype(complex), 5), "real"),
+                       ((X, "many"), "numeric")]:
+        with pytest.raises(ValueError, match=match):
+            router.route_batch(*bad)

@@ -86,6 +86,43 @@ const double* query(const py::array& x_in, const Pool& p, bool intercept, const 
     return buf.data();
 }
 
+// Python's repr of an array's shape: "(5,)", "(2, 3)", "()".
+std::string shape_repr(const py::array& a) {
+    std::string out = "(";
+    for (py::ssize_t j = 0; j < a.ndim(); ++j) out += (j ? ", " : "") + std::to_string(a.shape(j));
+    return out + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// A batch of queries from Python as Z (B x dim): X of shape (B, dim) (or (B, dim - 1) and a
+// trailing 1 per row when intercept), every row finite with a finite squared norm (one
+// vectorised dot a row; the scan for the culprit only on failure). Messages match the
+// Python layer's. Returns Z, pointing into X itself when no copy is needed.
+const double* queries(const darray& X, const Pool& p, bool intercept, const char* name,
+                      std::vector<double>& buf, std::size_t& B) {
+    const std::size_t d = p.dim(), want = intercept ? d - 1 : d;
+    if (X.ndim() != 2 || static_cast<std::size_t>(X.shape(1)) != want)
+        throw py::value_error(std::string(name) + " must have shape (n, " + std::to_string(want) +
+                              "), got " + shape_repr(X));
+    B = static_cast<std::size_t>(X.shape(0));
+    const double* px = X.data();
+    const mixllm::Kernels& K = mixllm::kernels();
+    for (std::size_t i = 0; i < B; ++i) {
+        const double* row = px + i * want;
+        if (!std::isfinite(K.dot(row, row, want))) {
+            for (std::size_t j = 0; j < want; ++j)
+                if (!std::isfinite(row[j])) throw py::value_error(std::string(name) + " contains NaN or inf");
+            throw py::value_error(std::string(name) + " is too large: a row's squared norm overflows");
+        }
+    }
+    if (!intercept) return px;
+    buf.resize(B * d);
+    for (std::size_t i = 0; i < B; ++i) {
+        std::copy(px + i * want, px + (i + 1) * want, buf.begin() + i * d);
+        buf[i * d + want] = 1.0;
+    }
+    return buf.data();
+}
+
 std::string num(double v) {
     std::ostringstream os;
     os << v;
@@ -328,6 +365,41 @@ void bind_pool(py::module_& m) {
              },
              py::arg("X"), py::arg("input_tokens"), py::arg("inv_lam"), py::arg("alpha"),
              py::arg("beta"), py::arg("tau"), py::arg("with_terms") = false)
+        .def("route_many",
+             [](const Pool& p, const darray& X, const darray& in_tokens, double inv_lam,
+                double alpha, double beta, double tau, bool intercept) {
+                 // The Router's batch decision: validation and the intercept here (as for
+                 // route_one), tokens a number (0-d) or one per row; returns the choices.
+                 thread_local std::vector<double> buf, tok;
+                 thread_local mixllm::ScoreResult r;
+                 std::size_t B = 0;
+                 const double* Z = queries(X, p, intercept, "X", buf, B);
+                 if (!(in_tokens.ndim() == 0 ||
+                       (in_tokens.ndim() == 1 && static_cast<std::size_t>(in_tokens.shape(0)) == B)))
+                     throw py::value_error("input_tokens must be a number or have shape (" +
+                                           std::to_string(B) + ",), got " + shape_repr(in_tokens));
+                 const double* pt = in_tokens.data();
+                 const std::size_t nt = in_tokens.ndim() == 0 ? 1 : B;
+                 for (std::size_t i = 0; i < nt; ++i)
+                     if (!std::isfinite(pt[i]) || pt[i] < 0.0)
+                         throw py::value_error("input_tokens must be finite and >= 0");
+                 if (in_tokens.ndim() == 0) {
+                     tok.assign(B, pt[0]);
+                     pt = tok.data();
+                 }
+                 {
+                     py::gil_scoped_release nogil;
+                     translate([&] {
+                         p.score_into(r, Z, B, pt, mixllm::ScoreParams{inv_lam, alpha, beta, tau},
+                                      false, mixllm::kSkipNames);
+                     });
+                 }
+                 py::array_t<std::int64_t> choice(static_cast<py::ssize_t>(B));
+                 std::copy(r.choice.begin(), r.choice.end(), choice.mutable_data());
+                 return choice;
+             },
+             py::arg("X"), py::arg("input_tokens"), py::arg("inv_lam"), py::arg("alpha"),
+             py::arg("beta"), py::arg("tau"), py::arg("intercept"))
         .def("route_one",
              [](const Pool& p, const py::array& x, double in_tokens, double inv_lam, double alpha,
                 double beta, double tau, bool intercept, std::uint64_t known_version) {

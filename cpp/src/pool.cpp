@@ -599,7 +599,7 @@ void Pool::score_into(ScoreResult& out, const double* X, std::size_t B, const do
     out.terms.clear();
     if (with_terms) out.terms.resize(B * n_arms * kNumTerms);
     out.names.clear();
-    if (version_ != known_version)
+    if (version_ != known_version && known_version != kSkipNames)
         for (const auto& a : arms_) out.names.push_back(a->name);
     const bool use_pen = p.tau > 0.0 && std::isfinite(p.tau);
     thread_local std::vector<double> pen_best;  // pen (n_arms), then best (B)

@@ -278,6 +278,28 @@ class RefPool:
                 raise ValueError(f"{name} is too large: its squared norm overflows")
         return np.append(x, 1.0) if intercept else x.copy()
 
+    def route_many(self, X, input_tokens, inv_lam, alpha, beta, tau, intercept):
+        """The Router's batch decision: the native seam's checks, then ``score``'s choices."""
+        want = self.dim - 1 if intercept else self.dim
+        X = np.asarray(X, np.float64)
+        if X.ndim != 2 or X.shape[1] != want:
+            raise ValueError(f"X must have shape (n, {want}), got {X.shape}")
+        if not np.isfinite(X).all():
+            raise ValueError("X contains NaN or inf")
+        with np.errstate(over="ignore"):
+            if not np.isfinite(np.einsum("ij,ij->i", X, X)).all():
+                raise ValueError("X is too large: a row's squared norm overflows")
+        n_in = np.asarray(input_tokens, np.float64)
+        if n_in.shape not in ((), (X.shape[0],)):
+            raise ValueError(f"input_tokens must be a number or have shape ({X.shape[0]},), "
+                             f"got {n_in.shape}")
+        if not np.isfinite(n_in).all() or (n_in < 0).any():
+            raise ValueError("input_tokens must be finite and >= 0")
+        Z = np.hstack([X, np.ones((X.shape[0], 1))]) if intercept else X
+        choice, _, _ = self.score(Z, np.broadcast_to(n_in, (X.shape[0],)), inv_lam, alpha, beta,
+                                  tau)
+        return choice
+
     def route_one(self, x, input_tokens, inv_lam, alpha, beta, tau, intercept, known_version):
         """One decision: ``(index, terms (6, K), version, names or None if known_version)``."""
         z = self._query(x, intercept)

@@ -628,11 +628,21 @@ class Router:
 
     def route_batch(self, X: Any, input_tokens: Any, lam: float | None = None) -> np.ndarray:
         """Choose an LLM for each row of ``X``; returns indices into :attr:`names`."""
-        Z = self._features(X)
-        n_in = self._tokens(input_tokens, Z.shape[0])
-        choice, _, _ = self._pool.score(Z, n_in, self._lam(lam), self.alpha, self.beta, self.tau,
-                                        False)
-        return choice
+        # Lean path, as in route: the engine checks shapes, finiteness and signs, and appends
+        # the intercept (about 20 us of NumPy checks saved per call).
+        X = self._array_fast(X, "X")
+        if type(input_tokens) is float or type(input_tokens) is int:
+            n_in = np.float64(input_tokens)
+        else:
+            n_in = self._array_fast(input_tokens, "input_tokens")
+        if lam is None:
+            lam = self._lam_default
+        if type(lam) is float and lam > 0.0:
+            inv_lam = 0.0 if lam == math.inf else 1.0 / lam
+        else:
+            inv_lam = self._lam(lam)
+        return self._pool.route_many(X, n_in, inv_lam, self._alpha, self._beta, self._tau,
+                                     self.fit_intercept)
 
     def clone(self) -> "Router":
         """An independent deep copy (configuration, pool and learned state)."""

@@ -53,6 +53,7 @@ constexpr std::size_t kQuality = 0;
 constexpr std::size_t kLogTokens = 1;
 constexpr std::size_t kNumTerms = 6;  // quality, output_tokens, cost, bonus, penalty, score
 constexpr double kMaxLogTokens = 20.0;
+constexpr std::uint64_t kSkipNames = ~std::uint64_t{0};  // score(): the caller needs no names
 
 struct ScoreParams {
     double inv_lam = 0.0;  // 1 / lam; 0 means quality only
@@ -178,8 +179,8 @@ class Pool {
 
     PredictResult predict(const double* X, std::size_t B) const;
     // Choices (and, with_terms, the six terms) for B queries. names is filled unless
-    // known_version is the pool's current membership version (a caller's memo of them);
-    // versions start at 1, so 0 always asks for them.
+    // known_version is the pool's current membership version (a caller's memo of them) or
+    // kSkipNames; versions start at 1, so 0 always asks for them.
     ScoreResult score(const double* X, std::size_t B, const double* in_tokens,
                       const ScoreParams& p, bool with_terms, std::uint64_t known_version = 0) const;
     // The same into a caller's result (its vectors' capacity reused: no allocation per call).
