@@ -669,6 +669,9 @@ def test_decision_is_an_immutable_value_over_its_terms(rng, engine):
         del d.index
     with pytest.raises(AttributeError):
         d.extra = 1  # no __dict__: nothing else can be attached either
+    with pytest.raises(ValueError, match="read-only"):
+        d.score[0] = 1e9
+    assert not d.terms.flags.writeable and not d.quality.flags.writeable
     for other in (pickle.loads(pickle.dumps(d)), copy.deepcopy(d), copy.copy(d)):
         assert other == d and other is not d
     rebuilt = type(d)(d.llm, d.index, list(d.names), d.terms.tolist())

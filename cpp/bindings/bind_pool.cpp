@@ -426,6 +426,9 @@ void bind_pool(py::module_& m) {
                  for (std::size_t k = 0; k < K; ++k)
                      for (std::size_t j = 0; j < mixllm::kNumTerms; ++j)
                          pt[j * K + k] = r.terms[k * mixllm::kNumTerms + j];
+                 // Read-only, as the Decision holding it is immutable (one flag bit, no copy).
+                 py::detail::array_proxy(terms.ptr())->flags &=
+                     ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
                  py::object names = py::none();
                  if (r.version != known_version) names = py::tuple(py::cast(r.names));
                  return py::make_tuple(r.choice[0], std::move(terms), r.version, std::move(names));

@@ -145,12 +145,36 @@ def panels_to_f32(P: np.ndarray) -> np.ndarray:
 
 
 def panel_mv_f32(P32: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``R x`` on float32 panels: each entry widened exactly to float64, float64 sums."""
-    return panel_mv(np.asarray(P32, np.float32).astype(np.float64), x)
+    """``R x`` on float32 panels, in the float32 decision's arithmetic (every native backend
+    computes exactly this; the error bound is in ``kernels.hpp``): ``x`` rounded to float32,
+    float32 products, each block of 8 columns ``j .. j+7`` summed in float32 as
+    ``((p0+p4)+(p2+p6)) + ((p1+p5)+(p3+p7))`` (zeros past the last column), the block sums
+    widened and added in float64 in column order."""
+    x = np.asarray(x, np.float64)
+    n = x.shape[0]
+    if n == 0:
+        return np.zeros(0)
+    npan = -(-n // PANEL)
+    R = np.zeros((PANEL * npan, PANEL * npan), np.float32)  # dense, zero-padded to whole blocks
+    off = 0
+    for p in range(npan):
+        c = min(PANEL * (p + 1), n)
+        block = np.asarray(P32[off:off + PANEL * c], np.float32).reshape(c, PANEL)
+        R[PANEL * p:PANEL * (p + 1), :c] = block.T
+        off += PANEL * c
+    x32 = np.zeros(PANEL * npan, np.float32)
+    x32[:n] = x.astype(np.float32)
+    q = (R * x32).reshape(PANEL * npan, npan, PANEL)  # float32 products, by block of columns
+    s = (((q[..., 0] + q[..., 4]) + (q[..., 2] + q[..., 6]))
+         + ((q[..., 1] + q[..., 5]) + (q[..., 3] + q[..., 7])))
+    # cumsum adds left to right, as the kernels do; blocks past a panel's columns add zeros
+    return np.cumsum(s.astype(np.float64), axis=1)[:n, -1]
 
 
 def panel_mm_f32(P32: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """``R x_b`` for every row of ``X`` on float32 panels (see :func:`panel_mv_f32`)."""
+    """``R x_b`` for every row of ``X`` on float32 panels, each entry widened exactly to float64
+    with float64 sums (the native batch kernel's blocks of queries; the ones it leaves over go
+    through :func:`panel_mv_f32`, within that function's bound of this)."""
     return panel_mm(np.asarray(P32, np.float32).astype(np.float64), X)
 
 
@@ -310,7 +334,9 @@ class RefPool:
                                               inv_lam, alpha, beta, tau, True)
             version = self._version
         names = None if version == known_version else tuple(names)
-        return int(choice[0]), np.ascontiguousarray(terms[0].T), version, names
+        out = np.ascontiguousarray(terms[0].T)
+        out.flags.writeable = False
+        return int(choice[0]), out, version, names
 
     def observe(self, name, x, quality, output_tokens, weight, intercept) -> None:
         """The Router's feedback: checks, intercept and ``log1p(output_tokens)``, then update."""

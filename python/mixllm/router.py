@@ -100,7 +100,7 @@ class Decision:
         Its position in ``names``.
     names : tuple of str
         The pool, in order, when the decision was taken; the terms are aligned with it.
-    terms : ndarray (6, K)
+    terms : ndarray (6, K), read-only
         One row per term, in the order of the attributes below, one column per LLM.
     quality, output_tokens, cost, bonus, penalty, score : ndarray (K,)
         The rows of ``terms`` (views): predicted quality, predicted output tokens, cost in
@@ -121,6 +121,7 @@ class Decision:
         arr = np.array(terms, dtype=np.float64)
         if arr.shape != (len(_TERMS), len(names)):
             raise ValueError(f"terms must have shape ({len(_TERMS)}, {len(names)}), got {arr.shape}")
+        arr.flags.writeable = False
         for field_name, v in (("llm", llm), ("index", int(index)), ("names", names),
                               ("terms", arr)):
             object.__setattr__(self, field_name, v)
