@@ -5,7 +5,8 @@ Run: ``python -m pytest benchmarks/bench_core.py --benchmark-enable --benchmark-
 baseline (``mixllm.bench.NumpyLinUCB``, shared with ``mixllm bench``) is the same maths (float64,
 one stacked (K, d, d) inverse, one matmul per decision); each case first checks that both give
 the same decisions. ``d`` counts the intercept. ``mixllm-f32`` is the opt-in
-``Router(precision="float32")`` scoring (float32 copy of the shared triangle, float64 sums).
+``Router(precision="float32")`` scoring (float32 copy of the shared triangle; a decision multiplies
+and sums it in float32 over blocks of 8 columns, a batch widens it: kernels.hpp).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (panel layout: two registers a panel, x_j
 //                                               broadcast)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (panel layout, four queries per pass)
-//   panel_mv_f32, panel_mm_f32: the same on float32 panels (8 floats a load, widened)
+//   panel_mv_f32  the same on float32 panels: float32 products and sums over blocks of 8
+//               columns, the block sums in float64 (two panels a pass)
+//   panel_mm_f32  the same for B queries: entries widened, float64 products (four queries a pass)
 //   embed_pool o_b = s_b / max(||s_b||, 1e-12), s_b = sum_i w[id_i] T[id_i]  (float32,
 //               8 floats a register, 32 columns per pass over a text's rows)
 #include <immintrin.h>
@@ -219,39 +221,80 @@ void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, do
     for (; b < B; ++b) panel_mv(P, X + b * n, Y + b * n, n);
 }
 
-// float32 panels: one 8-float load a column, widened into the two float64 halves of the panel.
+// float32 panels, one query: float32 products (one column of 8 rows a register) against x
+// rounded to float32 once per block of 8 columns, each block summed as
+// ((p0+p4)+(p2+p6)) + ((p1+p5)+(p3+p7)) in float32 and widened into the two float64 halves of
+// the panel: the arithmetic of scalar.cpp, bit for bit (kernels.hpp states the error). Two
+// panels a pass share each block's x.
+inline void x_f32(const double* x, std::size_t left, float* xs) {
+    if (left >= kPanel) {
+        _mm_store_ps(xs, _mm256_cvtpd_ps(_mm256_loadu_pd(x)));
+        _mm_store_ps(xs + 4, _mm256_cvtpd_ps(_mm256_loadu_pd(x + 4)));
+    } else {
+        for (std::size_t k = 0; k < kPanel; ++k) xs[k] = k < left ? static_cast<float>(x[k]) : 0.0f;
+    }
+}
+
+// lo, hi += widen(block sum) for the columns at A (the first `left` of 8).
+inline void block_f32(const float* A, const float* xs, std::size_t left, __m256d& lo,
+                      __m256d& hi) {
+    __m256 q[kPanel];
+    for (std::size_t k = 0; k < kPanel; ++k)
+        q[k] = k < left ? _mm256_mul_ps(_mm256_loadu_ps(A + 8 * k), _mm256_broadcast_ss(xs + k))
+                        : _mm256_setzero_ps();
+    const __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q[0], q[4]), _mm256_add_ps(q[2], q[6])),
+                                   _mm256_add_ps(_mm256_add_ps(q[1], q[5]), _mm256_add_ps(q[3], q[7])));
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
+}
+
+// The columns j .. c - 1 of one panel (j a multiple of 8).
+inline void panel_f32_from(const float* A, const double* x, std::size_t j, std::size_t c,
+                           __m256d& lo, __m256d& hi) {
+    alignas(16) float xs[kPanel];
+    for (; j + kPanel <= c; j += kPanel) {
+        x_f32(x + j, kPanel, xs);
+        block_f32(A + 8 * j, xs, kPanel, lo, hi);
+    }
+    if (j < c) {
+        x_f32(x + j, c - j, xs);
+        block_f32(A + 8 * j, xs, c - j, lo, hi);
+    }
+}
+
+void panel_mv_f32(const float* P, const double* x, double* y, std::size_t n) {
+    const std::size_t np = panel_count(n);
+    std::size_t p = 0;
+    for (; p + 2 <= np; p += 2) {
+        const float* A = P + panel_offset(p);
+        const float* B = P + panel_offset(p + 1);
+        const std::size_t c = kPanel * (p + 1);
+        __m256d al = _mm256_setzero_pd(), ah = _mm256_setzero_pd();
+        __m256d bl = _mm256_setzero_pd(), bh = _mm256_setzero_pd();
+        alignas(16) float xs[kPanel];
+        for (std::size_t j = 0; j < c; j += kPanel) {
+            x_f32(x + j, kPanel, xs);
+            block_f32(A + 8 * j, xs, kPanel, al, ah);
+            block_f32(B + 8 * j, xs, kPanel, bl, bh);
+        }
+        panel_f32_from(B, x, c, std::min(c + kPanel, n), bl, bh);  // only B can be partial
+        store_panel(y, p, n, al, ah);
+        store_panel(y, p + 1, n, bl, bh);
+    }
+    if (p < np) {
+        __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+        panel_f32_from(P + panel_offset(p), x, 0, n, lo, hi);
+        store_panel(y, p, n, lo, hi);
+    }
+}
+
+// float32 panels, batches: one 8-float load a column, widened into the two float64 halves of
+// the panel (float64 products for the block's 4 queries); the B mod 4 left over go through
+// panel_mv_f32.
 inline void load_f32(const float* p, __m256d& lo, __m256d& hi) {
     const __m256 v = _mm256_loadu_ps(p);
     lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
     hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-}
-
-void panel_mv_f32(const float* P, const double* x, double* y, std::size_t n) {
-    for (std::size_t p = 0; p < panel_count(n); ++p) {
-        const float* Pp = P + panel_offset(p);
-        const std::size_t c = std::min(kPanel * (p + 1), n);
-        __m256d l0 = _mm256_setzero_pd(), h0 = _mm256_setzero_pd();
-        __m256d l1 = _mm256_setzero_pd(), h1 = _mm256_setzero_pd();
-        std::size_t j = 0;
-        for (; j + 2 <= c; j += 2) {
-            const __m256d x0 = _mm256_broadcast_sd(x + j), x1 = _mm256_broadcast_sd(x + j + 1);
-            __m256d rl0, rh0, rl1, rh1;
-            load_f32(Pp + 8 * j, rl0, rh0);
-            load_f32(Pp + 8 * j + 8, rl1, rh1);
-            l0 = _mm256_fmadd_pd(rl0, x0, l0);
-            h0 = _mm256_fmadd_pd(rh0, x0, h0);
-            l1 = _mm256_fmadd_pd(rl1, x1, l1);
-            h1 = _mm256_fmadd_pd(rh1, x1, h1);
-        }
-        if (j < c) {
-            const __m256d x0 = _mm256_broadcast_sd(x + j);
-            __m256d rl, rh;
-            load_f32(Pp + 8 * j, rl, rh);
-            l0 = _mm256_fmadd_pd(rl, x0, l0);
-            h0 = _mm256_fmadd_pd(rh, x0, h0);
-        }
-        store_panel(y, p, n, _mm256_add_pd(l0, l1), _mm256_add_pd(h0, h1));
-    }
 }
 
 void panel_mm_f32(const float* P, const double* X, std::size_t B, std::size_t n, double* Y) {

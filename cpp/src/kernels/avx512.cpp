@@ -11,7 +11,9 @@
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (panel layout: one 8-row panel a register,
 //                                               four panels a pass sharing each broadcast x_j)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (panel layout, eight queries per pass)
-//   panel_mv_f32, panel_mm_f32: the same on float32 panels (8 floats a load, widened)
+//   panel_mv_f32  the same on float32 panels: float32 products summed in float32 over blocks
+//               of 8 columns, the block sums in float64 (two columns a 16-float register)
+//   panel_mm_f32  the same for B queries: entries widened, float64 products (8 floats a load)
 //   embed_pool o_b = s_b / max(||s_b||, 1e-12), s_b = sum_i w[id_i] T[id_i]  (float32,
 //               16 floats a register, 64 columns per pass over a text's rows)
 #include <immintrin.h>
@@ -263,27 +265,113 @@ void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, do
     for (; b < B; ++b) panel_mv(P, X + b * n, Y + b * n, n);
 }
 
-// float32 panels: one 8-float (256-bit) load a column, widened to one float64 register.
-inline __m512d load_f32(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
+// float32 panels, one query: the products and short sums in float32 (16 lanes a register),
+// so that no entry of R is widened. A register holds two consecutive columns of a panel (8 rows
+// each); x_j is rounded to float32 once per 8 columns and spread by a permute into the matching
+// [x_j x8 | x_{j+1} x8]. A block of 8 columns is summed as ((p0+p4)+(p2+p6)) + ((p1+p5)+(p3+p7))
+// (p_k = fl32(R_{i,j+k} fl32(x_{j+k}))), widened, and added in float64 block after block: the
+// order scalar.cpp and _reference.panel_mv_f32 follow, so all three agree bit for bit. Error:
+// x rounding, product, three sums: |y_i - (R x)_i| <= (5 2^-24 + ceil(n/8) 2^-53) sum_j |R_ij x_j|
+// (kernels.hpp). Four panels a pass share each block's x (as in panel_mv).
+struct XPairs {
+    __m512 v[4];  // v[k] = [x_{j+2k} x8 | x_{j+2k+1} x8]
+};
+
+// x_j .. x_{j+7} (only the first `left` when left < 8; the rest zero), rounded to float32.
+inline XPairs x_pairs(const double* x, std::size_t left) {
+    const __m512d xd = left >= kPanel ? _mm512_loadu_pd(x)
+                                      : _mm512_maskz_loadu_pd(tail_mask(left), x);
+    const __m512 xf = _mm512_castps256_ps512(_mm512_cvtpd_ps(xd));
+    XPairs X;
+    for (int k = 0; k < 4; ++k) {
+        const int a = 2 * k, b = 2 * k + 1;
+        X.v[k] = _mm512_permutexvar_ps(
+            _mm512_set_epi32(b, b, b, b, b, b, b, b, a, a, a, a, a, a, a, a), xf);
+    }
+    return X;
+}
+
+// acc + widen(block sum) for the 8 columns at A; the tail version reads only the first `left`
+// (masked loads: the last panel ends at column n).
+inline __m512d block_f32(const float* A, const XPairs& X, __m512d acc) {
+    const __m512 m0 = _mm512_mul_ps(_mm512_loadu_ps(A), X.v[0]);
+    const __m512 m1 = _mm512_mul_ps(_mm512_loadu_ps(A + 16), X.v[1]);
+    const __m512 m2 = _mm512_mul_ps(_mm512_loadu_ps(A + 32), X.v[2]);
+    const __m512 m3 = _mm512_mul_ps(_mm512_loadu_ps(A + 48), X.v[3]);
+    const __m512 s = _mm512_add_ps(_mm512_add_ps(m0, m2), _mm512_add_ps(m1, m3));
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s), _mm512_extractf32x8_ps(s, 1));
+    return _mm512_add_pd(acc, _mm512_cvtps_pd(h));
+}
+
+inline __m512d block_f32_tail(const float* A, const XPairs& X, std::size_t left, __m512d acc) {
+    __m512 m[4];
+    for (std::size_t k = 0; k < 4; ++k) {
+        const std::size_t cols = left > 2 * k ? std::min<std::size_t>(2, left - 2 * k) : 0;
+        const __mmask16 mk = cols == 2 ? 0xFFFF : cols == 1 ? 0x00FF : 0;
+        m[k] = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, A + 16 * k), X.v[k]);
+    }
+    const __m512 s = _mm512_add_ps(_mm512_add_ps(m[0], m[2]), _mm512_add_ps(m[1], m[3]));
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s), _mm512_extractf32x8_ps(s, 1));
+    return _mm512_add_pd(acc, _mm512_cvtps_pd(h));
+}
+
+// The columns j .. c - 1 of one panel (j a multiple of 8).
+inline __m512d panel_f32_from(const float* A, const double* x, std::size_t j, std::size_t c,
+                              __m512d acc) {
+    for (; j + kPanel <= c; j += kPanel) acc = block_f32(A + 8 * j, x_pairs(x + j, kPanel), acc);
+    if (j < c) acc = block_f32_tail(A + 8 * j, x_pairs(x + j, c - j), c - j, acc);
+    return acc;
+}
 
 void panel_mv_f32(const float* P, const double* x, double* y, std::size_t n) {
-    for (std::size_t p = 0; p < panel_count(n); ++p) {
-        const float* Pp = P + panel_offset(p);
-        const std::size_t c = std::min(kPanel * (p + 1), n);
-        __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
-        __m512d a2 = _mm512_setzero_pd(), a3 = _mm512_setzero_pd();
+    const std::size_t np = panel_count(n);
+    std::size_t p = 0;
+    for (; p + 4 <= np; p += 4) {
+        const float* A = P + panel_offset(p);
+        const float* B = P + panel_offset(p + 1);
+        const float* C = P + panel_offset(p + 2);
+        const float* D = P + panel_offset(p + 3);
+        const std::size_t c = kPanel * (p + 1);
+        __m512d a = _mm512_setzero_pd(), b = _mm512_setzero_pd();
+        __m512d cc = _mm512_setzero_pd(), dd = _mm512_setzero_pd();
         std::size_t j = 0;
-        for (; j + 4 <= c; j += 4) {
-            a0 = _mm512_fmadd_pd(load_f32(Pp + 8 * j), _mm512_set1_pd(x[j]), a0);
-            a1 = _mm512_fmadd_pd(load_f32(Pp + 8 * j + 8), _mm512_set1_pd(x[j + 1]), a1);
-            a2 = _mm512_fmadd_pd(load_f32(Pp + 8 * j + 16), _mm512_set1_pd(x[j + 2]), a2);
-            a3 = _mm512_fmadd_pd(load_f32(Pp + 8 * j + 24), _mm512_set1_pd(x[j + 3]), a3);
+        for (; j < c; j += kPanel) {
+            const XPairs X = x_pairs(x + j, kPanel);
+            a = block_f32(A + 8 * j, X, a);
+            b = block_f32(B + 8 * j, X, b);
+            cc = block_f32(C + 8 * j, X, cc);
+            dd = block_f32(D + 8 * j, X, dd);
         }
-        for (; j < c; ++j) a0 = _mm512_fmadd_pd(load_f32(Pp + 8 * j), _mm512_set1_pd(x[j]), a0);
-        const __m512d s = _mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3));
+        {
+            const XPairs X = x_pairs(x + j, kPanel);
+            b = block_f32(B + 8 * j, X, b);
+            cc = block_f32(C + 8 * j, X, cc);
+            dd = block_f32(D + 8 * j, X, dd);
+            j += kPanel;
+        }
+        {
+            const XPairs X = x_pairs(x + j, kPanel);
+            cc = block_f32(C + 8 * j, X, cc);
+            dd = block_f32(D + 8 * j, X, dd);
+            j += kPanel;
+        }
+        dd = panel_f32_from(D, x, j, std::min(j + kPanel, n), dd);  // only D can be partial
+        _mm512_storeu_pd(y + kPanel * p, a);
+        _mm512_storeu_pd(y + kPanel * (p + 1), b);
+        _mm512_storeu_pd(y + kPanel * (p + 2), cc);
+        _mm512_mask_storeu_pd(y + kPanel * (p + 3), row_mask(p + 3, n), dd);
+    }
+    for (; p < np; ++p) {
+        const __m512d s = panel_f32_from(P + panel_offset(p), x, 0, std::min(kPanel * (p + 1), n),
+                                         _mm512_setzero_pd());
         _mm512_mask_storeu_pd(y + kPanel * p, row_mask(p, n), s);
     }
 }
+
+// float32 panels, batches: one 8-float (256-bit) load a column, widened to one float64 register
+// that serves the block's 4 or 8 queries (the conversion amortised, float64 products and sums);
+// the B mod 4 queries left over go through panel_mv_f32.
+inline __m512d load_f32(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
 
 template <std::size_t Q>
 inline void panel_block_f32(const float* P, const double* X, std::size_t n, double* Y) {

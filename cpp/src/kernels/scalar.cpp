@@ -9,7 +9,9 @@
 //   tpmm       Y_bi = sum_{j<=i} R_ij X_bj
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (R in the panel layout, kernels.hpp)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (R in the panel layout)
-//   panel_mv_f32, panel_mm_f32: the same on float32 panels, widened, float64 sums
+//   panel_mv_f32  the same on float32 panels: float32 products and sums over blocks of 8
+//               columns, the block sums in float64 (kernels.hpp)
+//   panel_mm_f32  one panel_mv_f32 a query
 //   embed_pool o_b = s_b / max(||s_b||, 1e-12), s_b = sum_i w[id_i] T[id_i]  (float32)
 #include "mixllm/kernels.hpp"
 
@@ -76,13 +78,23 @@ void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, do
     for (std::size_t b = 0; b < B; ++b) panel_mv(P, X + b * n, Y + b * n, n);
 }
 
+// The float32 decision's arithmetic, which the SIMD kernels reproduce bit for bit (kernels.hpp):
+// x rounded to float32, float32 products, each block of 8 columns summed as
+// ((p0+p4)+(p2+p6)) + ((p1+p5)+(p3+p7)) in float32 (zeros past the last column), the block sums
+// added in float64 in column order. Built with -ffp-contract=off: no fused multiply-add.
 void panel_mv_f32(const float* P, const double* x, double* y, std::size_t n) {
     for (std::size_t p = 0; p < panel_count(n); ++p) {
         const float* Pp = P + panel_offset(p);
         const std::size_t c = std::min(kPanel * (p + 1), n);
         for (std::size_t r = 0; r < kPanel && kPanel * p + r < n; ++r) {
             double s = 0.0;
-            for (std::size_t j = 0; j < c; ++j) s += static_cast<double>(Pp[kPanel * j + r]) * x[j];
+            for (std::size_t j = 0; j < c; j += kPanel) {
+                float q[kPanel] = {};
+                for (std::size_t k = 0; k < kPanel && j + k < c; ++k)
+                    q[k] = Pp[kPanel * (j + k) + r] * static_cast<float>(x[j + k]);
+                s += static_cast<double>(((q[0] + q[4]) + (q[2] + q[6])) +
+                                         ((q[1] + q[5]) + (q[3] + q[7])));
+            }
             y[kPanel * p + r] = s;
         }
     }
