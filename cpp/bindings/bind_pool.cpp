@@ -402,13 +402,18 @@ void bind_pool(py::module_& m) {
              py::arg("beta"), py::arg("tau"), py::arg("intercept"))
         .def("route_one",
              [](const Pool& p, const py::array& x, double in_tokens, double inv_lam, double alpha,
-                double beta, double tau, bool intercept, std::uint64_t known_version) {
+                double beta, double tau, bool intercept) {
                  // The Router's single decision: validation and the intercept here, then the
-                 // batch path with B = 1. Returns (index, terms (6, K), version, names or None
-                 // when the caller's known_version is current).
-                 // Per-thread buffers: no allocation but the returned array once warm.
+                 // batch path with B = 1. Returns (llm, index, names, terms (6, K), read-only),
+                 // the Decision's own tuple.
+                 // Per-thread buffers: no allocation but the returned array once warm. The
+                 // names tuple is kept per thread for the membership version it belongs to
+                 // (versions are unique in the process, so it can serve any pool); a raw
+                 // reference, replaced with the GIL held and never destroyed at thread exit.
                  thread_local std::vector<double> buf;
                  thread_local mixllm::ScoreResult r;
+                 thread_local std::uint64_t names_version = 0;  // versions start at 1
+                 thread_local PyObject* names_tuple = nullptr;
                  const double* z = query(x, p, intercept, "x", buf);
                  if (!std::isfinite(in_tokens) || in_tokens < 0.0)
                      throw py::value_error("input_tokens must be finite and >= 0");
@@ -417,8 +422,14 @@ void bind_pool(py::module_& m) {
                      translate([&] {
                          p.score_into(r, z, 1, &in_tokens,
                                       mixllm::ScoreParams{inv_lam, alpha, beta, tau}, true,
-                                      known_version);
+                                      names_version);
                      });
+                 }
+                 if (r.version != names_version) {
+                     py::tuple t = py::cast(r.names);
+                     Py_XDECREF(names_tuple);
+                     names_tuple = t.release().ptr();
+                     names_version = r.version;
                  }
                  const std::size_t K = r.terms.size() / mixllm::kNumTerms;
                  darray terms({static_cast<py::ssize_t>(mixllm::kNumTerms), static_cast<py::ssize_t>(K)});
@@ -429,12 +440,12 @@ void bind_pool(py::module_& m) {
                  // Read-only, as the Decision holding it is immutable (one flag bit, no copy).
                  py::detail::array_proxy(terms.ptr())->flags &=
                      ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
-                 py::object names = py::none();
-                 if (r.version != known_version) names = py::tuple(py::cast(r.names));
-                 return py::make_tuple(r.choice[0], std::move(terms), r.version, std::move(names));
+                 const auto names = py::reinterpret_borrow<py::tuple>(names_tuple);
+                 const auto k = static_cast<std::size_t>(r.choice[0]);
+                 return py::make_tuple(names[k], k, names, std::move(terms));
              },
              py::arg("x"), py::arg("input_tokens"), py::arg("inv_lam"), py::arg("alpha"),
-             py::arg("beta"), py::arg("tau"), py::arg("intercept"), py::arg("known_version"))
+             py::arg("beta"), py::arg("tau"), py::arg("intercept"))
         .def("arm",
              [](const Pool& p, const std::string& name) {
                  mixllm::ArmView s;

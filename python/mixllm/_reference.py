@@ -324,19 +324,19 @@ class RefPool:
                                   tau)
         return choice
 
-    def route_one(self, x, input_tokens, inv_lam, alpha, beta, tau, intercept, known_version):
-        """One decision: ``(index, terms (6, K), version, names or None if known_version)``."""
+    def route_one(self, x, input_tokens, inv_lam, alpha, beta, tau, intercept):
+        """One decision: the Decision's tuple ``(llm, index, names, terms (6, K) read-only)``."""
         z = self._query(x, intercept)
         if not (math.isfinite(input_tokens) and input_tokens >= 0):
             raise ValueError("input_tokens must be finite and >= 0")
         with self._lock:
             choice, terms, names = self.score(z[None, :], np.array([float(input_tokens)]),
                                               inv_lam, alpha, beta, tau, True)
-            version = self._version
-        names = None if version == known_version else tuple(names)
+        names = tuple(names)
         out = np.ascontiguousarray(terms[0].T)
         out.flags.writeable = False
-        return int(choice[0]), out, version, names
+        k = int(choice[0])
+        return names[k], k, names, out
 
     def observe(self, name, x, quality, output_tokens, weight, intercept) -> None:
         """The Router's feedback: checks, intercept and ``log1p(output_tokens)``, then update."""
