@@ -40,22 +40,13 @@ from typing import Any
 import numpy as np
 
 import mixllm
-from mixllm.bench import make_router
+from mixllm.bench import _times_us, make_router
 
 DIMS = (64, 128, 256, 385, 512)
 KS = (2, 4, 11, 32, 64)
 BATCHES = (1, 8, 64, 256, 1024)
 LAM, N_IN = 0.01, 100.0
 UTC = datetime.timezone.utc
-
-
-def _times_us(f, n: int) -> np.ndarray:
-    out = np.empty(n)
-    for i in range(n):
-        t = time.perf_counter_ns()
-        f(i)
-        out[i] = (time.perf_counter_ns() - t) / 1e3
-    return out
 
 
 def point(d: int, k: int, n: int = 2000, seed: int = 0, batch: int = 256) -> dict[str, Any]:

@@ -390,6 +390,15 @@ class Router:
             raise ValueError(f"{name} must be finite and >= 0")
         return arr
 
+    def _inv_lam(self, lam: Any) -> float:
+        """1 / lam for the routing hot paths: the default's kept value, a positive float
+        directly, anything else through the full check of :meth:`_lam`."""
+        if lam is None:
+            return self._inv_lam_default
+        if type(lam) is float and lam > 0.0:
+            return 0.0 if lam == math.inf else 1.0 / lam
+        return self._lam(lam)
+
     def _lam(self, lam: Any) -> float:
         lam = self.lam if lam is None else _check_scalar("lam", lam, low=0.0, strict=True,
                                                          allow_inf=True)
@@ -608,15 +617,10 @@ class Router:
             x = _as_float_array(x, "x")
         if type(input_tokens) is not float and type(input_tokens) is not int:
             input_tokens = self._tokens(input_tokens, 1)[0]
-        if lam is None:
-            inv_lam = self._inv_lam_default
-        elif type(lam) is float and lam > 0.0:
-            inv_lam = 0.0 if lam == math.inf else 1.0 / lam
-        else:
-            inv_lam = self._lam(lam)
         d = _new_decision(Decision)
-        _set_decision(d, self._pool.route_one(x, float(input_tokens), inv_lam, self._alpha,
-                                              self._beta, self._tau, self.fit_intercept))
+        _set_decision(d, self._pool.route_one(x, float(input_tokens), self._inv_lam(lam),
+                                              self._alpha, self._beta, self._tau,
+                                              self.fit_intercept))
         return d
 
     def route_batch(self, X: Any, input_tokens: Any, lam: float | None = None) -> np.ndarray:
@@ -628,14 +632,8 @@ class Router:
             n_in = np.float64(input_tokens)
         else:
             n_in = self._array_fast(input_tokens, "input_tokens")
-        if lam is None:
-            lam = self._lam_default
-        if type(lam) is float and lam > 0.0:
-            inv_lam = 0.0 if lam == math.inf else 1.0 / lam
-        else:
-            inv_lam = self._lam(lam)
-        return self._pool.route_many(X, n_in, inv_lam, self._alpha, self._beta, self._tau,
-                                     self.fit_intercept)
+        return self._pool.route_many(X, n_in, self._inv_lam(lam), self._alpha, self._beta,
+                                     self._tau, self.fit_intercept)
 
     def clone(self) -> "Router":
         """An independent deep copy (configuration, pool and learned state)."""
