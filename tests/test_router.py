@@ -348,12 +348,18 @@ def test_sherman_morrison_drift_is_bounded_and_reanchored(backend, rng):
     pool.refactor("a")
     rel_after = np.abs(pool.arm("a")["Ainv"] - exact).max() / np.abs(exact).max()
     assert rel_after < 1e-12
-    # automatic re-anchoring resets the counter
-    auto = _core.Pool(dim, 2, 100)
+    # automatic re-anchoring resets the counter (max_rank past 250: no fold in between)
+    auto = _core.Pool(dim, 2, 100, 256)
     auto.add_arm("a", 1.0, np.zeros((2, dim)), 1.0, 1.0)
     for x in X[:250]:
         auto.update("a", x, np.array([1.0, 1.0]))
     assert auto.arm("a")["since_refactor"] == 50
+    # and so does a fold, an exact refactorisation (every 8 rows at max_rank 8)
+    folds = _core.Pool(dim, 2, 100, 8)
+    folds.add_arm("a", 1.0, np.zeros((2, dim)), 1.0, 1.0)
+    for x in X[:250]:
+        folds.update("a", x, np.array([1.0, 1.0]))
+    assert folds.arm("a")["since_refactor"] == 250 % 8 and folds.arm("a")["rank"] == 250 % 8
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -734,3 +740,47 @@ def test_lean_route_batch_accepts_what_the_slow_path_did(rng, engine):
                        ((X, "many"), "numeric")]:
         with pytest.raises(ValueError, match=match):
             router.route_batch(*bad)
+
+
+def test_concurrent_updates_across_unlocked_folds_keep_every_row(rng):
+    # A fold runs with the lock released: rows that arrive meanwhile must end up as corrections
+    # on the new base, none lost or counted twice, and decisions must go on and stay finite.
+    dim, max_rank, n_threads, per_thread = 64, 3, 3, 60
+    pool = _core.Pool(dim, 2, 10**9, max_rank)
+    pool.add_arm("a", 1.0, np.zeros((2, dim)), 1.0, 1.0)
+    pool.add_arm("b", 1.0, np.zeros((2, dim)), 1.0, 1.0)
+    X = rng.normal(size=(n_threads, per_thread, dim))
+    Y = rng.normal(size=(n_threads, per_thread, 2))
+    errors, stop = [], threading.Event()
+
+    def updater(t):
+        try:
+            for i in range(per_thread):
+                pool.update("a", X[t, i], Y[t, i], 1.0)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def scorer():
+        q = rng.normal(size=(1, dim))
+        while not stop.is_set():
+            choice, terms, _ = pool.score(q, np.array([10.0]), 0.1, 0.5, 0.0, math.inf, True)
+            if not np.isfinite(terms).all():
+                errors.append(AssertionError("non-finite term"))
+
+    threads = [threading.Thread(target=updater, args=(t,)) for t in range(n_threads)]
+    s = threading.Thread(target=scorer)
+    s.start()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    stop.set()
+    s.join()
+    assert errors == []
+    Xa, Ya = X.reshape(-1, dim), Y.reshape(-1, 2)
+    a = pool.arm("a")
+    np.testing.assert_allclose(a["A"], np.eye(dim) + Xa.T @ Xa, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(a["b"], Ya.T @ Xa, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(a["Ainv"], np.linalg.inv(a["A"]), rtol=1e-8, atol=1e-10)
+    assert a["n_obs"] == n_threads * per_thread and a["rank"] <= 2 * max_rank
+    assert pool.arm("b")["n_obs"] == 0

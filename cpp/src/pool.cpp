@@ -352,6 +352,89 @@ void Pool::fold_locked(ArmState& s) const {
     s.beta.swap(beta);
     s.rank = 0;
     s.U.clear(), s.W.clear(), s.Cinv.clear(), s.omega.clear();
+    s.since_refactor = 0;  // a fold is an exact refactorisation
+    s.fold_ticket = 0;     // a fold running unlocked on the old base is void
+}
+
+namespace {
+std::uint64_t next_fold_ticket() {
+    static std::atomic<std::uint64_t> n{1};
+    return n.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
+
+// The row u (targets ys, both weighted) would take the arm to max_rank: fold it, with the row,
+// into a base of its own, the O(d^3) factorisation with the lock released, so that decisions
+// and other updates go on meanwhile (rows that arrive stay corrections, on the new base). The
+// row goes in with the fold or not at all: a failure leaves the arm as it was, as a fold under
+// the lock did. Called with the lock held; returns with it released. Returns false when the
+// arm was replaced or folded meanwhile (the caller then applies the row under the lock).
+bool Pool::fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::string& name,
+                         const double* u, const double* ys) {
+    const std::size_t d = dim_, T = n_targets_;
+    const Kernels& K = kernels();
+    const std::uint64_t ticket = next_fold_ticket();
+    std::shared_ptr<const Base> old;
+    std::vector<double> rows;  // the arm's r0 rows, then u
+    std::size_t r0 = 0;
+    {
+        ArmState& s = *arms_[index_of(name)];
+        if (!std::isfinite(K.dot(u, u, d)))
+            throw std::runtime_error("update of '" + s.name + "' is too large: its squared norm "
+                                     "overflows (rescale the embedding or the weight)");
+        s.fold_ticket = ticket;
+        old = s.base;
+        r0 = s.rank;
+        rows.reserve((r0 + 1) * d);
+        rows.assign(s.U.begin(), s.U.begin() + static_cast<std::ptrdiff_t>(r0 * d));
+        rows.insert(rows.end(), u, u + d);
+    }
+    lock.unlock();
+    std::shared_ptr<const Base> B;
+    std::exception_ptr failed;
+    try {
+        std::vector<double> A = base_matrix(*old, d);
+        add_gram(A, rows.data(), r0 + 1, d);
+        B = dense_base(std::move(A), d, name);
+    } catch (...) {
+        failed = std::current_exception();
+    }
+    lock.lock();
+    ArmState* sp = nullptr;
+    for (auto& a : arms_)
+        if (a->name == name && a->fold_ticket == ticket) sp = a.get();
+    if (sp == nullptr) {  // removed, replaced, or folded under the lock meanwhile
+        lock.unlock();
+        return false;
+    }
+    ArmState& s = *sp;
+    s.fold_ticket = 0;
+    if (failed) {
+        lock.unlock();
+        std::rethrow_exception(failed);
+    }
+    // On a copy: rows r0.. arrived during the fold and stay corrections, whitened by the new
+    // base; b takes this row; beta = R b, C^-1 and omega exactly (refactor_locked).
+    ArmState next = s;
+    next.base = B;
+    next.rank = s.rank - r0;
+    next.U.assign(s.U.begin() + static_cast<std::ptrdiff_t>(r0 * d), s.U.end());
+    next.W.assign(next.rank * d, 0.0);
+    for (std::size_t i = 0; i < next.rank; ++i)
+        whiten(*B, next.U.data() + i * d, next.W.data() + i * d);
+    for (std::size_t t = 0; t < T; ++t)
+        for (std::size_t j = 0; j < d; ++j) next.b[t * d + j] += ys[t] * u[j];
+    refactor_locked(next);
+    for (std::size_t i = 0; i < T * d; ++i)
+        if (!std::isfinite(next.b[i]) || !std::isfinite(next.beta[i])) {
+            lock.unlock();
+            throw std::runtime_error("update of '" + name + "' is too large: the statistics "
+                                     "would overflow (rescale the targets)");
+        }
+    ++next.n_obs;
+    s = std::move(next);
+    lock.unlock();
+    return true;
 }
 
 void Pool::refactor(const std::string& name) {
@@ -423,6 +506,11 @@ bool Pool::append_row(ArmState& s, const double* u, const double* w, const doubl
 }
 
 void Pool::update(const std::string& name, const double* x, const double* y, double weight) {
+    update_impl(name, x, y, weight, true);
+}
+
+void Pool::update_impl(const std::string& name, const double* x, const double* y, double weight,
+                       bool fold_unlocked_ok) {
     if (!(weight > 0.0) || !std::isfinite(weight))
         throw std::invalid_argument("weight must be finite and > 0");
     const std::size_t d = dim_, T = n_targets_;
@@ -437,6 +525,11 @@ void Pool::update(const std::string& name, const double* x, const double* y, dou
     }
     for (std::size_t j = 0; j < d; ++j) u[j] = sw * x[j], w[j] = sw * v[j];
     for (std::size_t t = 0; t < T; ++t) ys[t] = sw * y[t];
+    if (fold_unlocked_ok && s.rank + 1 >= max_rank_ && s.fold_ticket == 0) {
+        if (fold_unlocked(lock, name, u, ys)) return;
+        update_impl(name, x, y, weight, false);  // the arm changed meanwhile: apply the row here
+        return;
+    }
     auto step = [&](ArmState& a) {
         if (!append_row(a, u, w, ys)) {
             // Rare: fold a copy into a fresh base, on which the row is well conditioned.
@@ -450,13 +543,13 @@ void Pool::update(const std::string& name, const double* x, const double* y, dou
         }
         ++a.n_obs;
         if (++a.since_refactor >= refactor_every_) refactor_locked(a);
-        if (a.rank >= max_rank_) fold_locked(a);
+        if (a.rank >= rank_cap()) fold_locked(a);  // the unlocked fold did not keep up
     };
     // append_row throws only before it changes anything, but a refactorisation or a fold can
     // fail after the row went in (a factorisation that is not numerically positive definite):
     // those steps run on a copy, so that a failed update leaves the arm exactly as it was.
     // They come once per refactor_every or max_rank updates, which pays for the copy.
-    if (s.since_refactor + 1 >= refactor_every_ || s.rank + 1 >= max_rank_) {
+    if (s.since_refactor + 1 >= refactor_every_ || s.rank + 1 >= rank_cap()) {
         ArmState next = s;
         step(next);
         s = std::move(next);
@@ -472,7 +565,7 @@ void Pool::update_batch(const std::string& name, const double* X, const double* 
     // Work on a copy so that a failure leaves the arm as it was.
     ArmState next = s;
     std::vector<double> w(d);
-    if (next.rank + n < max_rank_) {
+    if (next.rank + n < rank_cap()) {
         for (std::size_t r = 0; r < n; ++r) {
             whiten(*next.base, X + r * d, w.data());
             if (!append_row(next, X + r * d, w.data(), Y + r * T)) {
@@ -494,6 +587,7 @@ void Pool::update_batch(const std::string& name, const double* X, const double* 
         next.base = dense_base(std::move(A), d, next.name);
         next.rank = 0;
         next.U.clear(), next.W.clear(), next.Cinv.clear(), next.omega.clear();
+        next.fold_ticket = 0;
     }
     next.n_obs += n;
     refactor_locked(next);
@@ -521,12 +615,12 @@ void Pool::evaluate(const double* X, std::size_t B, F&& per_arm_row) const {
     }
     const std::size_t nb_max = std::min(B, kChunk), nbases = bases.size();
     const std::size_t V_size = nbases * nb_max * d, vv_size = nbases * nb_max;
-    std::vector<double>& buf = scratch(V_size + vv_size + 2 * max_rank_ + T);
+    std::vector<double>& buf = scratch(V_size + vv_size + 2 * rank_cap() + T);
     double* Vall = buf.data();
     double* vvall = Vall + V_size;
     double* p = vvall + vv_size;
-    double* g = p + max_rank_;
-    double* means = g + max_rank_;
+    double* g = p + rank_cap();
+    double* means = g + rank_cap();
     for (std::size_t r0 = 0; r0 < B; r0 += kChunk) {
         const std::size_t nb = std::min(kChunk, B - r0);
         const double* Xc = X + r0 * d;
@@ -706,7 +800,10 @@ std::unique_ptr<Pool> Pool::clone() const {
     auto p = std::make_unique<Pool>(dim_, n_targets_, refactor_every_, max_rank_);
     p->set_float32(float32());
     std::shared_lock lock(mu_);
-    for (const auto& a : arms_) p->arms_.push_back(std::make_unique<ArmState>(*a));
+    for (const auto& a : arms_) {
+        p->arms_.push_back(std::make_unique<ArmState>(*a));
+        p->arms_.back()->fold_ticket = 0;  // the original's fold does not install in the copy
+    }
     p->version_ = version_;
     return p;
 }
@@ -725,6 +822,7 @@ Snapshot Pool::snapshot() const {
         out.arm_base.push_back(i);
         out.arms.push_back(*a);
         out.arms.back().base.reset();
+        out.arms.back().fold_ticket = 0;
     }
     return out;
 }
@@ -756,13 +854,14 @@ std::unique_ptr<Pool> Pool::from_snapshot(std::size_t dim, std::size_t n_targets
         ArmState& a = s.arms[k];
         const std::size_t r = a.rank;
         if (s.arm_base[k] >= bases.size()) bad("base index out of range");
-        if (r >= p->max_rank_ + 1 || a.U.size() != r * d || a.W.size() != r * d ||
+        if (r > p->rank_cap() || a.U.size() != r * d || a.W.size() != r * d ||
             a.Cinv.size() != r * r || a.b.size() != T * d || a.beta.size() != T * d ||
             a.omega.size() != r * T)
             bad("arrays of '" + a.name + "' have the wrong size");
         for (const auto& other : p->arms_)
             if (other->name == a.name) bad("duplicate LLM '" + a.name + "'");
         a.base = bases[s.arm_base[k]];
+        a.fold_ticket = 0;
         p->arms_.push_back(std::make_unique<ArmState>(std::move(a)));
     }
     p->version_ = next_version();

@@ -31,7 +31,12 @@
 // it) plus O(r_k d + T d) per arm. An update appends a row: with v cached from the decision on
 // the same query it costs O(r_k d + r_k^2) (bordered inverse of C_k) instead of O(d^2). When
 // r_k reaches max_rank the arm is *folded*: A_k is formed exactly and refactorised into a base
-// of its own (O(d^3)), r_k = 0. C_k is SPD with eigenvalues >= 1, so its bordered inverse is
+// of its own (O(d^3)), r_k = 0. The update whose row would take the arm to max_rank computes
+// that base, with its row, with the lock released (decisions and other updates go on
+// meanwhile; rows that arrive are appended as corrections, up to 2 max_rank), then installs it
+// in O(r' d^2 + T d^2) under the lock, the r' rows that came in meanwhile becoming the
+// corrections on the new base; the row goes in with the fold or not at all. A fold that
+// cannot keep up (2 max_rank reached) runs under the lock. C_k is SPD with eigenvalues >= 1, so its bordered inverse is
 // well conditioned; refactor() recomputes C_k^{-1}, beta_k and omega_k exactly from U_k, b_k
 // and the base (the re-anchoring of drift), every refactor_every updates and on request.
 #pragma once
@@ -87,6 +92,7 @@ struct ArmState {
     double wait = 0.0;                               // current waiting time, seconds
     std::uint64_t n_obs = 0;
     std::uint64_t since_refactor = 0;
+    std::uint64_t fold_ticket = 0;  // nonzero while a fold of this arm runs outside the lock
 };
 
 // One arm as dense matrices (inspection, persistence, the reference engine); O(d^3).
@@ -198,6 +204,12 @@ class Pool {
     };
 
     std::size_t index_of(const std::string& name) const;  // caller holds the lock
+    // Corrections an arm may hold: max_rank, plus as many again while its fold runs unlocked.
+    std::size_t rank_cap() const { return 2 * max_rank_; }
+    bool fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::string& name,
+                       const double* u, const double* ys);
+    void update_impl(const std::string& name, const double* x, const double* y, double weight,
+                     bool fold_unlocked_ok);
     void push(std::unique_ptr<ArmState> s);
     std::shared_ptr<const Base> scalar_base(double ridge);  // caller holds the lock
     void refactor_locked(ArmState& s) const;
