@@ -197,18 +197,33 @@ void panel_mv(const double* P, const double* x, double* y, std::size_t n) {
     }
 }
 
-void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, double* Y) {
+// One column of a panel as its two float64 halves: loads, or (float32 panels) a load widened.
+inline void load_col(const double* p, __m256d& lo, __m256d& hi) {
+    lo = _mm256_loadu_pd(p), hi = _mm256_loadu_pd(p + 4);
+}
+inline void load_col(const float* p, __m256d& lo, __m256d& hi) {
+    const __m256 v = _mm256_loadu_ps(p);
+    lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
+
+// Four queries a pass over the triangle: each column, loaded (and widened) once, serves them
+// all; the B mod 4 left over go through the single-query kernel `one`.
+template <typename T>
+void panel_mm_t(const T* P, const double* X, std::size_t B, std::size_t n, double* Y,
+                void (*one)(const T*, const double*, double*, std::size_t)) {
     std::size_t b = 0;
     for (; b + 4 <= B; b += 4) {
         const double* Xb = X + b * n;
         double* Yb = Y + b * n;
         for (std::size_t p = 0; p < panel_count(n); ++p) {
-            const double* Pp = P + panel_offset(p);
+            const T* Pp = P + panel_offset(p);
             const std::size_t c = std::min(kPanel * (p + 1), n);
             __m256d lo[4], hi[4];
             for (int q = 0; q < 4; ++q) lo[q] = _mm256_setzero_pd(), hi[q] = _mm256_setzero_pd();
             for (std::size_t j = 0; j < c; ++j) {
-                const __m256d rl = _mm256_loadu_pd(Pp + 8 * j), rh = _mm256_loadu_pd(Pp + 8 * j + 4);
+                __m256d rl, rh;
+                load_col(Pp + 8 * j, rl, rh);
                 for (int q = 0; q < 4; ++q) {
                     const __m256d xq = _mm256_broadcast_sd(Xb + q * n + j);
                     lo[q] = _mm256_fmadd_pd(rl, xq, lo[q]);
@@ -218,7 +233,11 @@ void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, do
             for (int q = 0; q < 4; ++q) store_panel(Yb + q * n, p, n, lo[q], hi[q]);
         }
     }
-    for (; b < B; ++b) panel_mv(P, X + b * n, Y + b * n, n);
+    for (; b < B; ++b) one(P, X + b * n, Y + b * n, n);
+}
+
+void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, double* Y) {
+    panel_mm_t(P, X, B, n, Y, panel_mv);
 }
 
 // float32 panels, one query: float32 products (one column of 8 rows a register) against x
@@ -288,38 +307,9 @@ void panel_mv_f32(const float* P, const double* x, double* y, std::size_t n) {
     }
 }
 
-// float32 panels, batches: one 8-float load a column, widened into the two float64 halves of
-// the panel (float64 products for the block's 4 queries); the B mod 4 left over go through
-// panel_mv_f32.
-inline void load_f32(const float* p, __m256d& lo, __m256d& hi) {
-    const __m256 v = _mm256_loadu_ps(p);
-    lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-    hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-}
-
+// float32 panels, batches: widened columns, float64 products for the block's 4 queries.
 void panel_mm_f32(const float* P, const double* X, std::size_t B, std::size_t n, double* Y) {
-    std::size_t b = 0;
-    for (; b + 4 <= B; b += 4) {
-        const double* Xb = X + b * n;
-        double* Yb = Y + b * n;
-        for (std::size_t p = 0; p < panel_count(n); ++p) {
-            const float* Pp = P + panel_offset(p);
-            const std::size_t c = std::min(kPanel * (p + 1), n);
-            __m256d lo[4], hi[4];
-            for (int q = 0; q < 4; ++q) lo[q] = _mm256_setzero_pd(), hi[q] = _mm256_setzero_pd();
-            for (std::size_t j = 0; j < c; ++j) {
-                __m256d rl, rh;
-                load_f32(Pp + 8 * j, rl, rh);
-                for (int q = 0; q < 4; ++q) {
-                    const __m256d xq = _mm256_broadcast_sd(Xb + q * n + j);
-                    lo[q] = _mm256_fmadd_pd(rl, xq, lo[q]);
-                    hi[q] = _mm256_fmadd_pd(rh, xq, hi[q]);
-                }
-            }
-            for (int q = 0; q < 4; ++q) store_panel(Yb + q * n, p, n, lo[q], hi[q]);
-        }
-    }
-    for (; b < B; ++b) panel_mv_f32(P, X + b * n, Y + b * n, n);
+    panel_mm_t(P, X, B, n, Y, panel_mv_f32);
 }
 
 

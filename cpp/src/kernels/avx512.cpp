@@ -241,15 +241,20 @@ void panel_mv(const double* P, const double* x, double* y, std::size_t n) {
     }
 }
 
-template <std::size_t Q>
-inline void panel_block(const double* P, const double* X, std::size_t n, double* Y) {
+// One column of a panel as float64: a load, or (float32 panels) a load widened.
+inline __m512d load_col(const double* p) { return _mm512_loadu_pd(p); }
+inline __m512d load_col(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
+
+// Q queries a pass over the triangle: each column, loaded (and widened) once, serves Q FMAs.
+template <std::size_t Q, typename T>
+inline void panel_block(const T* P, const double* X, std::size_t n, double* Y) {
     for (std::size_t p = 0; p < panel_count(n); ++p) {
-        const double* Pp = P + panel_offset(p);
+        const T* Pp = P + panel_offset(p);
         const std::size_t c = std::min(kPanel * (p + 1), n);
         __m512d acc[Q];
         for (std::size_t q = 0; q < Q; ++q) acc[q] = _mm512_setzero_pd();
         for (std::size_t j = 0; j < c; ++j) {
-            const __m512d r = _mm512_loadu_pd(Pp + 8 * j);
+            const __m512d r = load_col(Pp + 8 * j);
             for (std::size_t q = 0; q < Q; ++q)
                 acc[q] = _mm512_fmadd_pd(r, _mm512_set1_pd(X[q * n + j]), acc[q]);
         }
@@ -368,32 +373,13 @@ void panel_mv_f32(const float* P, const double* x, double* y, std::size_t n) {
     }
 }
 
-// float32 panels, batches: one 8-float (256-bit) load a column, widened to one float64 register
-// that serves the block's 4 or 8 queries (the conversion amortised, float64 products and sums);
-// the B mod 4 queries left over go through panel_mv_f32.
-inline __m512d load_f32(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
-
-template <std::size_t Q>
-inline void panel_block_f32(const float* P, const double* X, std::size_t n, double* Y) {
-    for (std::size_t p = 0; p < panel_count(n); ++p) {
-        const float* Pp = P + panel_offset(p);
-        const std::size_t c = std::min(kPanel * (p + 1), n);
-        __m512d acc[Q];
-        for (std::size_t q = 0; q < Q; ++q) acc[q] = _mm512_setzero_pd();
-        for (std::size_t j = 0; j < c; ++j) {
-            const __m512d r = load_f32(Pp + 8 * j);
-            for (std::size_t q = 0; q < Q; ++q)
-                acc[q] = _mm512_fmadd_pd(r, _mm512_set1_pd(X[q * n + j]), acc[q]);
-        }
-        const __mmask8 m = row_mask(p, n);
-        for (std::size_t q = 0; q < Q; ++q) _mm512_mask_storeu_pd(Y + q * n + kPanel * p, m, acc[q]);
-    }
-}
-
+// float32 panels, batches: panel_block on widened columns (the conversion amortised over the
+// block's 4 or 8 queries, float64 products and sums); the B mod 4 queries left over go through
+// panel_mv_f32.
 void panel_mm_f32(const float* P, const double* X, std::size_t B, std::size_t n, double* Y) {
     std::size_t b = 0;
-    for (; b + 8 <= B; b += 8) panel_block_f32<8>(P, X + b * n, n, Y + b * n);
-    for (; b + 4 <= B; b += 4) panel_block_f32<4>(P, X + b * n, n, Y + b * n);
+    for (; b + 8 <= B; b += 8) panel_block<8>(P, X + b * n, n, Y + b * n);
+    for (; b + 4 <= B; b += 4) panel_block<4>(P, X + b * n, n, Y + b * n);
     for (; b < B; ++b) panel_mv_f32(P, X + b * n, Y + b * n, n);
 }
 
