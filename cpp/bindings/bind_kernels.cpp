@@ -1,10 +1,14 @@
-// Kernel entry points, exposed for the tests that hold every backend to the NumPy reference.
+// Kernel entry points: the dispatch (simd_backend, set_simd_backend, cpu_features, backend_for),
+// the static encoder's pooling (embed_pool), and the k_* test seams that hold every backend to
+// the NumPy reference.
 #include "common.hpp"
 #include "mixllm/kernels.hpp"
 #include "mixllm/linalg.hpp"
 
 #include <algorithm>
 #include <cstdint>
+#include <iterator>
+#include <set>
 #include <stdexcept>
 
 namespace {
@@ -18,15 +22,13 @@ using farray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using i32array = py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>;
 using i64array = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
 
-// The triangular products come in three storages (packed rows, panels, float32 panels) and two
-// shapes (one vector, a batch); their test seams differ in nothing else.
+// The triangular products come in two storages (float64 and float32 panels) and two shapes (one
+// vector, a batch); their test seams differ in nothing else.
 struct Layout {
     const char* mat;                         // argument name: "Rp" or "P"
     std::size_t (*size)(std::size_t n);      // entries the storage holds for size n
     const char* bad_size;                    // message when it does not
 };
-constexpr Layout kPacked{"Rp", mixllm::packed_row,
-                         "Rp must hold n(n+1)/2 entries (packed lower triangle)"};
 constexpr Layout kPanels{"P", mixllm::panel_size,
                          "P must hold panel_size(n) entries (panel layout)"};
 
@@ -87,6 +89,33 @@ void bind_kernels(py::module_& m) {
         }
     }, py::arg("name"), "Force a kernel table by name (ValueError if unavailable).");
 
+    // The dispatch's inputs and its decision, for the tests and for a user's bug report.
+    static constexpr const char* kFeatures[] = {"avx", "avx2", "fma", "avx512f", "avx512dq",
+                                                "avx512vl", "os_avx", "os_avx512"};
+    m.def("cpu_features", [] {
+        const mixllm::CpuFeatures f = mixllm::cpu_features();
+        const bool v[] = {f.avx, f.avx2, f.fma, f.avx512f, f.avx512dq, f.avx512vl, f.os_avx,
+                          f.os_avx512};
+        py::dict out;
+        for (std::size_t i = 0; i < std::size(v); ++i) out[kFeatures[i]] = v[i];
+        return out;
+    }, "This CPU's features the dispatch reads (instruction sets; os_avx and os_avx512: the "
+       "operating system saves the AVX and AVX-512 registers).");
+    m.def("backend_for", [](const std::set<std::string>& features) {
+        for (const auto& name : features)
+            if (std::find_if(std::begin(kFeatures), std::end(kFeatures),
+                             [&](const char* k) { return name == k; }) == std::end(kFeatures))
+                throw py::value_error("unknown CPU feature: '" + name + "'");
+        auto has = [&](const char* k) { return features.count(k) > 0; };
+        mixllm::CpuFeatures f;
+        f.avx = has("avx"), f.avx2 = has("avx2"), f.fma = has("fma");
+        f.avx512f = has("avx512f"), f.avx512dq = has("avx512dq"), f.avx512vl = has("avx512vl");
+        f.os_avx = has("os_avx"), f.os_avx512 = has("os_avx512");
+        return mixllm::backend_for(f);
+    }, py::arg("features"),
+       "The best backend for a CPU with these features (names as in cpu_features()): the "
+       "dispatch's decision, a pure function.");
+
     m.def("k_dot", [](const darray& a, const darray& b) {
         require(a.ndim() == 1 && b.ndim() == 1 && a.shape(0) == b.shape(0),
                 "a and b must be 1-d arrays of equal length");
@@ -95,24 +124,7 @@ void bind_kernels(py::module_& m) {
         return mixllm::kernels().dot(a.data(), b.data(), n);
     }, py::arg("a"), py::arg("b"));
 
-    m.def("k_gemv", [](const darray& M, const darray& x) {
-        const std::size_t n = square_side(M);
-        require_shape(x, {n}, "x");
-        darray y(static_cast<py::ssize_t>(n));
-        double* py_ = y.mutable_data();
-        {
-            py::gil_scoped_release nogil;
-            mixllm::kernels().gemv(M.data(), x.data(), py_, n);
-        }
-        return y;
-    }, py::arg("M"), py::arg("x"));
 
-    m.def("k_quad", [](const darray& M, const darray& x) {
-        const std::size_t n = square_side(M);
-        require_shape(x, {n}, "x");
-        py::gil_scoped_release nogil;
-        return mixllm::kernels().quad(M.data(), x.data(), n);
-    }, py::arg("M"), py::arg("x"));
 
     m.def("k_syr", [](const darray& M, const darray& u, double c) {
         const std::size_t n = square_side(M);
@@ -128,19 +140,6 @@ void bind_kernels(py::module_& m) {
         return res;
     }, py::arg("M"), py::arg("u"), py::arg("c"));
 
-    m.def("k_quad_batch", [](const darray& M, const darray& X) {
-        const std::size_t n = square_side(M);
-        require(X.ndim() == 2 && static_cast<std::size_t>(X.shape(1)) == n,
-                "X must be 2-d with as many columns as M");
-        const std::size_t B = static_cast<std::size_t>(X.shape(0));
-        darray out(static_cast<py::ssize_t>(B));
-        double* po = out.mutable_data();
-        {
-            py::gil_scoped_release nogil;
-            mixllm::kernels().quad_batch(M.data(), X.data(), B, n, po);
-        }
-        return out;
-    }, py::arg("M"), py::arg("X"));
 
     m.def("k_gemv_rect", [](const darray& M, const darray& x) {
         require(M.ndim() == 2 && x.ndim() == 1 && M.shape(1) == x.shape(0),
@@ -155,9 +154,6 @@ void bind_kernels(py::module_& m) {
         }
         return y;
     }, py::arg("M"), py::arg("x"));
-
-    def_mv<double>(m, "k_tpmv", &mixllm::Kernels::tpmv, kPacked);
-    def_mm<double>(m, "k_tpmm", &mixllm::Kernels::tpmm, kPacked);
 
     m.def("k_pack_panels", [](const darray& Rp, std::size_t n) {
         require(Rp.ndim() == 1 && static_cast<std::size_t>(Rp.shape(0)) == mixllm::packed_row(n),
@@ -181,7 +177,7 @@ void bind_kernels(py::module_& m) {
     def_mv<float>(m, "k_panel_mv_f32", &mixllm::Kernels::panel_mv_f32, kPanels);
     def_mm<float>(m, "k_panel_mm_f32", &mixllm::Kernels::panel_mm_f32, kPanels);
 
-    m.def("k_embed_pool", [](const farray& T, const farray& w, const i32array& ids,
+    m.def("embed_pool", [](const farray& T, const farray& w, const i32array& ids,
                              const i64array& offsets) {
         require(T.ndim() == 2, "table must be 2-d (vocab, dim)");
         const std::size_t vocab = static_cast<std::size_t>(T.shape(0));
@@ -212,6 +208,10 @@ void bind_kernels(py::module_& m) {
         }
         return out;
     }, py::arg("table"), py::arg("weights"), py::arg("ids"), py::arg("offsets"),
-    "Static text embeddings: per text b, the L2-normalised sum of weights[i] * table[i] over "
-    "its ids[offsets[b]:offsets[b+1]] (float32; see cpp/include/mixllm/kernels.hpp).");
+    "Static text embeddings (the static encoder's pooling), float32 (vocab, dim) table,\n"
+    "float32 weights (vocab,), int32 ids and int64 offsets (B + 1,): text b owns\n"
+    "ids[offsets[b]:offsets[b+1]]; returns (B, dim) float32, row b the L2-normalised\n"
+    "sum of weights[i] * table[i] over its ids (zero for a text without tokens). Raises\n"
+    "ValueError for an id outside the table or malformed offsets. Error bound against\n"
+    "float64: cpp/include/mixllm/kernels.hpp.");
 }

@@ -48,27 +48,10 @@ def dot(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(np.asarray(a, np.float64), np.asarray(b, np.float64)))
 
 
-def gemv(M: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``M x``."""
-    return np.asarray(M, np.float64) @ np.asarray(x, np.float64)
-
-
-def quad(M: np.ndarray, x: np.ndarray) -> float:
-    """``x^T M x``."""
-    x = np.asarray(x, np.float64)
-    return float(x @ (np.asarray(M, np.float64) @ x))
-
-
 def syr(M: np.ndarray, u: np.ndarray, c: float) -> np.ndarray:
     """``M + c u u^T`` (a new array)."""
     u = np.asarray(u, np.float64)
     return np.asarray(M, np.float64) + c * np.outer(u, u)
-
-
-def quad_batch(M: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """``out_b = x_b^T M x_b`` for every row of ``X``."""
-    X = np.asarray(X, np.float64)
-    return np.einsum("bi,ij,bj->b", X, np.asarray(M, np.float64), X)
 
 
 def gemv_rect(M: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -87,18 +70,6 @@ def unpack_lower(Rp: np.ndarray, n: int) -> np.ndarray:
     R = np.zeros((n, n))
     R[np.tril_indices(n)] = np.asarray(Rp, np.float64)
     return R
-
-
-def tpmv(Rp: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``R x`` for a packed lower-triangular ``R``."""
-    x = np.asarray(x, np.float64)
-    return unpack_lower(Rp, x.shape[0]) @ x
-
-
-def tpmm(Rp: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """``R x_b`` for every row of ``X``: ``X R^T``."""
-    X = np.asarray(X, np.float64)
-    return X @ unpack_lower(Rp, X.shape[1]).T
 
 
 PANEL = 8
@@ -447,7 +418,8 @@ class RefPool:
         with self._lock:
             means = np.stack([X @ a.theta.T for a in self._arms], axis=1)
             bonus = np.stack(
-                [np.sqrt(np.maximum(quad_batch(a.Ainv, X), 0.0)) for a in self._arms], axis=1
+                [np.sqrt(np.maximum(np.einsum("bi,ij,bj->b", X, a.Ainv, X), 0.0))
+                 for a in self._arms], axis=1
             )
             return means, bonus, [a.name for a in self._arms]
 

@@ -358,7 +358,7 @@ class StaticEncoder:
         offsets = np.zeros(len(cut) + 1, dtype=np.int64)
         np.cumsum([len(r) for r in cut], out=offsets[1:])
         flat = np.fromiter((t for r in cut for t in r), dtype=np.int32, count=int(offsets[-1]))
-        return _core.k_embed_pool(self._table.table, self._table.weights, flat, offsets)
+        return _core.embed_pool(self._table.table, self._table.weights, flat, offsets)
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
         if len(texts) == 1:  # the serving path: no thread-pool hand-off

@@ -15,26 +15,12 @@ struct Kernels {
     const char* name;
     // sum_i a[i] * b[i]
     double (*dot)(const double* a, const double* b, std::size_t n);
-    // y = M x, M row-major n x n
-    void (*gemv)(const double* M, const double* x, double* y, std::size_t n);
-    // x^T M x, M row-major n x n
-    double (*quad)(const double* M, const double* x, std::size_t n);
     // M += c * u u^T, M row-major n x n
     void (*syr)(double* M, const double* u, double c, std::size_t n);
-    // out[b] = x_b^T M x_b for the B rows of X (row-major B x n); M is streamed once per
-    // block of queries, which makes the batch path a blocked matrix product X M fused with the
-    // row-wise dot against X.
-    void (*quad_batch)(const double* M, const double* X, std::size_t B, std::size_t n,
-                       double* out);
     // y = M x, M row-major m x n (rectangular: the low-rank corrections W of the pool)
     void (*gemv_rect)(const double* M, const double* x, double* y, std::size_t m, std::size_t n);
-    // y = R x, R lower triangular n x n packed by rows (row i: R_i0..R_ii at offset i(i+1)/2)
-    void (*tpmv)(const double* R, const double* x, double* y, std::size_t n);
-    // Y_b = R x_b for the B rows of X (row-major B x n) into Y (B x n); R is streamed once per
-    // block of queries (the batch path's whitening of the queries).
-    void (*tpmm)(const double* R, const double* X, std::size_t B, std::size_t n, double* Y);
-    // The same products on the panel layout (see panel_offset): y = R x, and Y_b = R x_b for
-    // the B rows of X. Panels stream R once per call with no horizontal sums, so these are the
+    // y = R x, and Y_b = R x_b for the B rows of X (row-major B x n) into Y (B x n), R lower
+    // triangular n x n in the panel layout (see panel_offset). Panels stream R once per call with no horizontal sums, so these are the
     // hot path of a decision (L2-bandwidth bound) and of a batch (FMA bound).
     void (*panel_mv)(const double* P, const double* x, double* y, std::size_t n);
     void (*panel_mm)(const double* P, const double* X, std::size_t B, std::size_t n, double* Y);
@@ -91,6 +77,20 @@ const Kernels& scalar_kernels();
 const Kernels& avx2_kernels();
 const Kernels& avx512_kernels();
 #endif
+
+// What the dispatch needs to know of the CPU and the operating system (x86-64; all false
+// elsewhere): the instruction sets the kernel files are compiled for, and whether the OS saves
+// the AVX registers (os_avx: XCR0 XMM+YMM) and the AVX-512 ones (os_avx512: also opmask and ZMM).
+struct CpuFeatures {
+    bool avx = false, avx2 = false, fma = false;
+    bool avx512f = false, avx512dq = false, avx512vl = false;
+    bool os_avx = false, os_avx512 = false;
+};
+// This CPU's features (CPUID and XGETBV).
+CpuFeatures cpu_features();
+// The best backend a CPU with these features can run: "avx512" needs every flag, "avx2" the
+// first three and os_avx, else "scalar". A pure function (the tests hold it to a table).
+std::string backend_for(const CpuFeatures& f);
 
 // Names of the backends this CPU can run, best last ("scalar" always first).
 std::vector<std::string> available_backends();

@@ -212,10 +212,6 @@ class Pool {
                      bool fold_unlocked_ok);
     void push(std::unique_ptr<ArmState> s);
     std::shared_ptr<const Base> scalar_base(double ridge);  // caller holds the lock
-    void refactor_locked(ArmState& s) const;
-    void fold_locked(ArmState& s) const;
-    bool append_row(ArmState& s, const double* u, const double* w, const double* y) const;
-    void whiten(const Base& B, const double* x, double* v) const;
     bool cache_get(std::uint64_t base_id, const double* x, double* v) const;
     void cache_put(std::uint64_t base_id, const double* x, const double* v) const;
     template <typename F>

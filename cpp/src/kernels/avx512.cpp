@@ -1,13 +1,8 @@
 // AVX-512F kernels (8 doubles a register, masked tails), compiled with -mavx512f -mfma for
 // this file only.
 //   dot        s = sum_i a_i b_i
-//   gemv       y_i = sum_j M_ij x_j
-//   quad       s = sum_i x_i sum_j M_ij x_j
 //   syr        M_ij += c u_i u_j
-//   quad_batch out_b = x_b^T M x_b, four queries per pass over M
 //   gemv_rect  y_i = sum_j M_ij x_j            (M m x n, two rows a pass)
-//   tpmv       y_i = sum_{j<=i} R_ij x_j       (R lower triangular, packed by rows)
-//   tpmm       Y_bi = sum_{j<=i} R_ij X_bj, four queries per pass over R
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (panel layout: one 8-row panel a register,
 //                                               four panels a pass sharing each broadcast x_j)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (panel layout, eight queries per pass)
@@ -48,16 +43,6 @@ double dot(const double* a, const double* b, std::size_t n) {
     return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(s0, s1), _mm512_add_pd(s2, s3)));
 }
 
-void gemv(const double* M, const double* x, double* y, std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) y[i] = dot(M + i * n, x, n);
-}
-
-double quad(const double* M, const double* x, std::size_t n) {
-    double s = 0.0;
-    for (std::size_t i = 0; i < n; ++i) s += x[i] * dot(M + i * n, x, n);
-    return s;
-}
-
 void syr(double* M, const double* u, double c, std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) {
         const __m512d vc = _mm512_set1_pd(c * u[i]);
@@ -73,54 +58,6 @@ void syr(double* M, const double* u, double c, std::size_t n) {
                                                   _mm512_maskz_loadu_pd(m, row + j)));
         }
     }
-}
-
-// Four dot products of one row against four vectors: the row is loaded once.
-inline void dot4(const double* r, const double* x0, const double* x1, const double* x2,
-                 const double* x3, std::size_t n, double out[4]) {
-    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-    __m512d s2 = _mm512_setzero_pd(), s3 = _mm512_setzero_pd();
-    std::size_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        const __m512d v = _mm512_loadu_pd(r + j);
-        s0 = _mm512_fmadd_pd(v, _mm512_loadu_pd(x0 + j), s0);
-        s1 = _mm512_fmadd_pd(v, _mm512_loadu_pd(x1 + j), s1);
-        s2 = _mm512_fmadd_pd(v, _mm512_loadu_pd(x2 + j), s2);
-        s3 = _mm512_fmadd_pd(v, _mm512_loadu_pd(x3 + j), s3);
-    }
-    if (j < n) {
-        const __mmask8 m = tail_mask(n - j);
-        const __m512d v = _mm512_maskz_loadu_pd(m, r + j);
-        s0 = _mm512_fmadd_pd(v, _mm512_maskz_loadu_pd(m, x0 + j), s0);
-        s1 = _mm512_fmadd_pd(v, _mm512_maskz_loadu_pd(m, x1 + j), s1);
-        s2 = _mm512_fmadd_pd(v, _mm512_maskz_loadu_pd(m, x2 + j), s2);
-        s3 = _mm512_fmadd_pd(v, _mm512_maskz_loadu_pd(m, x3 + j), s3);
-    }
-    out[0] = _mm512_reduce_add_pd(s0);
-    out[1] = _mm512_reduce_add_pd(s1);
-    out[2] = _mm512_reduce_add_pd(s2);
-    out[3] = _mm512_reduce_add_pd(s3);
-}
-
-void quad_batch(const double* M, const double* X, std::size_t B, std::size_t n, double* out) {
-    std::size_t b = 0;
-    for (; b + 4 <= B; b += 4) {
-        const double* x0 = X + b * n;
-        const double* x1 = x0 + n;
-        const double* x2 = x1 + n;
-        const double* x3 = x2 + n;
-        double acc[4] = {0.0, 0.0, 0.0, 0.0};
-        for (std::size_t i = 0; i < n; ++i) {
-            double t[4];
-            dot4(M + i * n, x0, x1, x2, x3, n, t);
-            acc[0] += x0[i] * t[0];
-            acc[1] += x1[i] * t[1];
-            acc[2] += x2[i] * t[2];
-            acc[3] += x3[i] * t[3];
-        }
-        out[b] = acc[0], out[b + 1] = acc[1], out[b + 2] = acc[2], out[b + 3] = acc[3];
-    }
-    for (; b < B; ++b) out[b] = quad(M, X + b * n, n);
 }
 
 // Two rows a pass: each load of x serves both (a decision's T targets per LLM, W p).
@@ -154,24 +91,6 @@ void gemv_rect(const double* M, const double* x, double* y, std::size_t m, std::
         y[i + 1] = _mm512_reduce_add_pd(_mm512_add_pd(b0, b1));
     }
     if (i < m) y[i] = dot(M + i * n, x, n);
-}
-
-void tpmv(const double* R, const double* x, double* y, std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) y[i] = dot(R + packed_row(i), x, i + 1);
-}
-
-void tpmm(const double* R, const double* X, std::size_t B, std::size_t n, double* Y) {
-    std::size_t b = 0;
-    for (; b + 4 <= B; b += 4) {
-        const double* x0 = X + b * n;
-        double* y0 = Y + b * n;
-        for (std::size_t i = 0; i < n; ++i) {
-            double t[4];
-            dot4(R + packed_row(i), x0, x0 + n, x0 + 2 * n, x0 + 3 * n, i + 1, t);
-            y0[i] = t[0], y0[n + i] = t[1], y0[2 * n + i] = t[2], y0[3 * n + i] = t[3];
-        }
-    }
-    for (; b < B; ++b) tpmv(R, X + b * n, Y + b * n, n);
 }
 
 inline __mmask8 row_mask(std::size_t p, std::size_t n) {
@@ -436,9 +355,8 @@ void embed_pool(const float* T, std::size_t dim, const float* w, const std::int3
 }  // namespace
 
 const Kernels& avx512_kernels() {
-    static const Kernels k{"avx512", dot,      gemv,    quad,    syr,     quad_batch,
-                           gemv_rect, tpmv, tpmm, panel_mv, panel_mm, panel_mv_f32,
-                           panel_mm_f32, embed_pool};
+    static const Kernels k{"avx512", dot, syr, gemv_rect, panel_mv, panel_mm,
+                           panel_mv_f32, panel_mm_f32, embed_pool};
     return k;
 }
 

@@ -1,0 +1,51 @@
+// One arm's algebra (internal to the core): the exact operations on an ArmState and its Base
+// that pool.hpp's opening comment derives -- whitening, appending a correction row (bordered
+// inverse), the exact refactorisation, the fold into a base of its own, theta and the dense
+// view. No locking here: the Pool calls these under its lock (or on a private copy).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mixllm/pool.hpp"
+
+namespace mixllm::arm {
+
+// Process-unique numbers: base ids (they key the query cache) and membership versions.
+std::uint64_t next_base_id();
+std::uint64_t next_version();
+
+// G of a base as a dense d x d matrix.
+std::vector<double> base_matrix(const Base& B, std::size_t d);
+// A base G = A, factorised exactly (R, its panels, float32 panels); throws std::runtime_error
+// naming `who` when A is not numerically positive definite.
+std::shared_ptr<const Base> dense_base(std::vector<double> A, std::size_t d,
+                                       const std::string& who);
+// A base G = ridge * I.
+std::shared_ptr<const Base> scalar_base(double ridge);
+// A += U^T U for r rows U (r x d).
+void add_gram(std::vector<double>& A, const double* U, std::size_t r, std::size_t d);
+// v = R x (float64).
+void whiten(const Base& B, const double* x, double* v, std::size_t d);
+
+// Cinv, beta and omega recomputed exactly from U, b and the base; since_refactor = 0.
+void refactor(ArmState& s, std::size_t d, std::size_t T);
+// A = G + U^T U formed and factorised into a base of the arm's own; rank 0.
+void fold(ArmState& s, std::size_t d, std::size_t T);
+// Appends the row u (whitened w = R u) with targets y. Returns false, s untouched, when the
+// bordered inverse would not be accurate on this base (the caller folds and retries); throws
+// std::runtime_error, s untouched, when the row or the statistics would overflow.
+bool append_row(ArmState& s, std::size_t d, std::size_t T, std::size_t max_rank, const double* u,
+                const double* w, const double* y);
+// theta (T x d) = A^{-1} b from the representation.
+std::vector<double> theta(const ArmState& s, std::size_t d, std::size_t T);
+// The arm as dense matrices (A, Ainv as the decisions see it, b, theta); O(d^3).
+ArmView view(const ArmState& s, std::size_t d, std::size_t T);
+
+// Per-thread scratch of at least n doubles, so that the hot paths do not allocate.
+std::vector<double>& scratch(std::size_t n);
+
+}  // namespace mixllm::arm

@@ -1,0 +1,267 @@
+// One arm's algebra: the Woodbury representation of pool.hpp, operation by operation.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "mixllm/arm.hpp"
+#include "mixllm/kernels.hpp"
+#include "mixllm/linalg.hpp"
+
+namespace mixllm::arm {
+
+std::uint64_t next_base_id() {
+    static std::atomic<std::uint64_t> n{1};
+    return n.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Membership versions are unique across pools, so that a caller's memo of the names can never
+// match a different pool that replaced the one it came from.
+std::uint64_t next_version() {
+    static std::atomic<std::uint64_t> n{1};
+    return n.fetch_add(1, std::memory_order_relaxed);
+}
+
+namespace {
+
+// out = R^T w for the base's factor (a transposed packed triangular product; not on the hot path).
+void rt_mv(const Base& B, const double* w, double* out, std::size_t d) {
+    if (B.scalar > 0.0) {
+        const double c = 1.0 / std::sqrt(B.scalar);
+        for (std::size_t i = 0; i < d; ++i) out[i] = c * w[i];
+        return;
+    }
+    std::fill(out, out + d, 0.0);
+    for (std::size_t i = 0; i < d; ++i) {
+        const double wi = w[i];
+        const double* Ri = B.R.data() + packed_row(i);
+        for (std::size_t j = 0; j <= i; ++j) out[j] += Ri[j] * wi;
+    }
+}
+
+// (I + W W^T)^{-1}, r x r, exactly (Cholesky).
+std::vector<double> correction_inverse(const std::vector<double>& W, std::size_t r, std::size_t d) {
+    const Kernels& K = kernels();
+    std::vector<double> C(r * r), inv(r * r), work(2 * r * r);
+    for (std::size_t i = 0; i < r; ++i)
+        for (std::size_t j = 0; j <= i; ++j) {
+            const double c = K.dot(W.data() + i * d, W.data() + j * d, d) + (i == j ? 1.0 : 0.0);
+            C[i * r + j] = C[j * r + i] = c;
+        }
+    if (r > 0 && !spd_inverse(C.data(), inv.data(), r, work.data()))
+        throw std::runtime_error("correction matrix is not positive definite");
+    return inv;
+}
+
+}  // namespace
+
+std::vector<double> base_matrix(const Base& B, std::size_t d) {
+    if (B.scalar <= 0.0) return B.A;
+    std::vector<double> A(d * d, 0.0);
+    for (std::size_t i = 0; i < d; ++i) A[i * d + i] = B.scalar;
+    return A;
+}
+
+std::shared_ptr<const Base> dense_base(std::vector<double> A, std::size_t d,
+                                       const std::string& who) {
+    auto B = std::make_shared<Base>();
+    B->R.resize(packed_row(d));
+    std::vector<double> work(2 * d * d);
+    if (!inverse_cholesky_factor(A.data(), B->R.data(), d, work.data()))
+        throw std::runtime_error("design matrix of '" + who +
+                                 "' is not positive definite; increase ridge");
+    B->P.resize(panel_size(d));
+    pack_panels(B->R.data(), B->P.data(), d);
+    B->P32.resize(panel_size(d));
+    panels_to_f32(B->P.data(), B->P32.data(), d);
+    B->A = std::move(A);
+    B->id = next_base_id();
+    return B;
+}
+
+// A += U^T U for r rows U (r x d): one pass over A with dots of length r (the rows of U^T),
+// instead of r rank-1 passes over the whole of A.
+void add_gram(std::vector<double>& A, const double* U, std::size_t r, std::size_t d) {
+    if (r == 0) return;
+    const Kernels& K = kernels();
+    std::vector<double> Ut(d * r);
+    for (std::size_t i = 0; i < r; ++i)
+        for (std::size_t j = 0; j < d; ++j) Ut[j * r + i] = U[i * d + j];
+    for (std::size_t i = 0; i < d; ++i)
+        for (std::size_t j = 0; j <= i; ++j) {
+            const double v = K.dot(Ut.data() + i * r, Ut.data() + j * r, r);
+            A[i * d + j] += v;
+            if (j != i) A[j * d + i] += v;
+        }
+}
+
+std::shared_ptr<const Base> scalar_base(double ridge) {
+    auto B = std::make_shared<Base>();
+    B->scalar = ridge;
+    B->id = next_base_id();
+    return B;
+}
+
+void whiten(const Base& B, const double* x, double* v, std::size_t d) {
+    if (B.scalar > 0.0) {
+        const double c = 1.0 / std::sqrt(B.scalar);
+        for (std::size_t i = 0; i < d; ++i) v[i] = c * x[i];
+    } else {
+        kernels().panel_mv(B.P.data(), x, v, d);
+    }
+}
+
+// Per-thread scratch, so that the hot paths do not allocate.
+std::vector<double>& scratch(std::size_t n) {
+    thread_local std::vector<double> buf;
+    if (buf.size() < n) buf.resize(n);
+    return buf;
+}
+
+void refactor(ArmState& s, std::size_t d, std::size_t T) {
+    const std::size_t r = s.rank;
+    const Kernels& K = kernels();
+    std::vector<double> Cinv = correction_inverse(s.W, r, d);
+    std::vector<double> beta(T * d), omega(r * T);
+    for (std::size_t t = 0; t < T; ++t) whiten(*s.base, s.b.data() + t * d, beta.data() + t * d, d);
+    for (std::size_t j = 0; j < r; ++j)
+        for (std::size_t t = 0; t < T; ++t)
+            omega[j * T + t] = K.dot(s.W.data() + j * d, beta.data() + t * d, d);
+    s.Cinv.swap(Cinv);
+    s.beta.swap(beta);
+    s.omega.swap(omega);
+    s.since_refactor = 0;
+}
+
+void fold(ArmState& s, std::size_t d, std::size_t T) {
+    std::vector<double> A = base_matrix(*s.base, d);
+    add_gram(A, s.U.data(), s.rank, d);
+    std::shared_ptr<const Base> B = dense_base(std::move(A), d, s.name);
+    std::vector<double> beta(T * d);
+    for (std::size_t t = 0; t < T; ++t) whiten(*B, s.b.data() + t * d, beta.data() + t * d, d);
+    s.base = std::move(B);
+    s.beta.swap(beta);
+    s.rank = 0;
+    s.U.clear(), s.W.clear(), s.Cinv.clear(), s.omega.clear();
+    s.since_refactor = 0;  // a fold is an exact refactorisation
+    s.fold_ticket = 0;     // a fold running unlocked on the old base is void
+}
+
+// Appends the row u (whitened w = R u) with targets y: b += y u, beta += y w, omega and the
+// bordered inverse of C = I + W W^T follow. O(r d + r^2 + T d). Returns false, with s
+// untouched, when sigma cannot be computed accurately on the current base (see below).
+bool append_row(ArmState& s, std::size_t d, std::size_t T, std::size_t max_rank, const double* u,
+                const double* w, const double* y) {
+    const std::size_t r = s.rank;
+    const Kernels& K = kernels();
+    if (s.W.capacity() < max_rank * d) {  // no reallocation while the rank grows
+        s.U.reserve(max_rank * d), s.W.reserve(max_rank * d);
+        s.Cinv.reserve(max_rank * max_rank), s.omega.reserve(max_rank * T);
+    }
+    thread_local std::vector<double> cg;
+    if (cg.size() < 2 * r) cg.resize(2 * r);
+    double *c = cg.data(), *g = c + r;
+    if (r > 0) K.gemv_rect(s.W.data(), w, c, r, d);
+    for (std::size_t i = 0; i < r; ++i) g[i] = K.dot(s.Cinv.data() + i * r, c, r);
+    const double ww = K.dot(w, w, d);
+    if (!std::isfinite(ww) || !std::isfinite(K.dot(u, u, d)))
+        throw std::runtime_error("update of '" + s.name + "' is too large: its squared norm "
+                                 "overflows (rescale the embedding or the weight)");
+    // sigma = 1 + w^T (I + W^T W)^{-1} w >= 1 exactly, but computed as a difference it loses
+    // about ww * eps: a huge or repeated row (ww >> 1 on a stale base) cancels it to noise, even
+    // below 0. The caller then folds the arm (r = 0, where sigma = 1 + ww is exact) and retries.
+    const double sigma = 1.0 + ww - K.dot(c, g, r);
+    if (!(sigma >= 1.0 - 1e-9) || ww > 1e5 * sigma) return false;
+    // The new b and beta must stay finite (a huge target would poison every later decision).
+    for (std::size_t t = 0; t < T; ++t)
+        for (std::size_t j = 0; j < d; ++j)
+            if (!std::isfinite(s.b[t * d + j] + y[t] * u[j]) ||
+                !std::isfinite(s.beta[t * d + j] + y[t] * w[j]))
+                throw std::runtime_error("update of '" + s.name + "' is too large: the "
+                                         "statistics would overflow (rescale the targets)");
+    // Bordered inverse, in place: rows move from stride r to stride r + 1 (last row first, so
+    // that no row is overwritten before it moves), then Cinv += g g^T / sigma and the border.
+    s.Cinv.resize((r + 1) * (r + 1));
+    double* C = s.Cinv.data();
+    for (std::size_t i = r; i-- > 0;) std::memmove(C + i * (r + 1), C + i * r, r * sizeof(double));
+    const double inv_sigma = 1.0 / sigma;
+    for (std::size_t i = 0; i < r; ++i) {
+        const double gi = g[i] * inv_sigma;
+        double* Ci = C + i * (r + 1);
+        for (std::size_t j = 0; j < r; ++j) Ci[j] += gi * g[j];
+        Ci[r] = C[r * (r + 1) + i] = -gi;
+    }
+    C[r * (r + 1) + r] = inv_sigma;
+    for (std::size_t t = 0; t < T; ++t) {
+        double* bt = s.b.data() + t * d;
+        double* be = s.beta.data() + t * d;
+        for (std::size_t j = 0; j < d; ++j) bt[j] += y[t] * u[j], be[j] += y[t] * w[j];
+    }
+    for (std::size_t j = 0; j < r; ++j)
+        for (std::size_t t = 0; t < T; ++t) s.omega[j * T + t] += y[t] * c[j];
+    for (std::size_t t = 0; t < T; ++t) s.omega.push_back(K.dot(w, s.beta.data() + t * d, d));
+    s.U.insert(s.U.end(), u, u + d);
+    s.W.insert(s.W.end(), w, w + d);
+    s.rank = r + 1;
+    return true;
+}
+
+
+// theta[t] = R^T (beta[t] - W^T Cinv omega[:, t]).
+std::vector<double> theta(const ArmState& s, std::size_t d, std::size_t T) {
+    const std::size_t r = s.rank;
+    std::vector<double> theta(T * d), q(d), h(r);
+    for (std::size_t t = 0; t < T; ++t) {
+        for (std::size_t i = 0; i < r; ++i) {
+            double acc = 0.0;
+            for (std::size_t j = 0; j < r; ++j) acc += s.Cinv[i * r + j] * s.omega[j * T + t];
+            h[i] = acc;
+        }
+        std::copy(s.beta.begin() + t * d, s.beta.begin() + (t + 1) * d, q.begin());
+        for (std::size_t i = 0; i < r; ++i)
+            for (std::size_t j = 0; j < d; ++j) q[j] -= h[i] * s.W[i * d + j];
+        rt_mv(*s.base, q.data(), theta.data() + t * d, d);
+    }
+    return theta;
+}
+
+ArmView view(const ArmState& s, std::size_t d, std::size_t T) {
+    const std::size_t r = s.rank;
+    const Kernels& K = kernels();
+    ArmView out;
+    out.name = s.name;
+    out.b = s.b;
+    out.input_price = s.input_price, out.output_price = s.output_price, out.wait = s.wait;
+    out.n_obs = s.n_obs, out.since_refactor = s.since_refactor, out.rank = r;
+    out.A = base_matrix(*s.base, d);
+    for (std::size_t j = 0; j < r; ++j) K.syr(out.A.data(), s.U.data() + j * d, 1.0, d);
+    // Ainv = R^T R - Y^T Cinv Y with Y = W R: what the decisions use, drift included.
+    out.Ainv.assign(d * d, 0.0);
+    if (s.base->scalar > 0.0) {
+        for (std::size_t i = 0; i < d; ++i) out.Ainv[i * d + i] = 1.0 / s.base->scalar;
+    } else {
+        std::vector<double> Rt(d * d, 0.0);  // row i: column i of R, non-zero from index i on
+        for (std::size_t i = 0; i < d; ++i)
+            for (std::size_t j = 0; j <= i; ++j) Rt[j * d + i] = s.base->R[packed_row(i) + j];
+        for (std::size_t i = 0; i < d; ++i)
+            for (std::size_t j = i; j < d; ++j)
+                out.Ainv[i * d + j] = out.Ainv[j * d + i] =
+                    K.dot(Rt.data() + i * d + j, Rt.data() + j * d + j, d - j);
+    }
+    std::vector<double> Y(r * d), CY(r * d, 0.0);
+    for (std::size_t j = 0; j < r; ++j) rt_mv(*s.base, s.W.data() + j * d, Y.data() + j * d, d);
+    for (std::size_t i = 0; i < r; ++i)
+        for (std::size_t j = 0; j < r; ++j)
+            for (std::size_t c = 0; c < d; ++c) CY[i * d + c] += s.Cinv[i * r + j] * Y[j * d + c];
+    for (std::size_t j = 0; j < r; ++j)
+        for (std::size_t a = 0; a < d; ++a) {
+            const double ya = Y[j * d + a];
+            for (std::size_t c = 0; c < d; ++c) out.Ainv[a * d + c] -= ya * CY[j * d + c];
+        }
+    out.theta = theta(s, d, T);
+    return out;
+}
+
+}  // namespace mixllm::arm

@@ -1,0 +1,88 @@
+// Copies of the whole state: clone (bases shared), snapshot (bases numbered, what persistence
+// writes) and the checked restore from one.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "mixllm/arm.hpp"
+#include "mixllm/kernels.hpp"
+#include "mixllm/linalg.hpp"
+
+namespace mixllm {
+
+std::unique_ptr<Pool> Pool::clone() const {
+    auto p = std::make_unique<Pool>(dim_, n_targets_, refactor_every_, max_rank_);
+    p->set_float32(float32());
+    std::shared_lock lock(mu_);
+    for (const auto& a : arms_) {
+        p->arms_.push_back(std::make_unique<ArmState>(*a));
+        p->arms_.back()->fold_ticket = 0;  // the original's fold does not install in the copy
+    }
+    p->version_ = version_;
+    return p;
+}
+
+Snapshot Pool::snapshot() const {
+    std::shared_lock lock(mu_);
+    Snapshot out;
+    std::vector<const Base*> seen;
+    for (const auto& a : arms_) {
+        std::size_t i = 0;
+        while (i < seen.size() && seen[i] != a->base.get()) ++i;
+        if (i == seen.size()) {
+            seen.push_back(a->base.get());
+            out.bases.push_back(*a->base);
+        }
+        out.arm_base.push_back(i);
+        out.arms.push_back(*a);
+        out.arms.back().base.reset();
+        out.arms.back().fold_ticket = 0;
+    }
+    return out;
+}
+
+std::unique_ptr<Pool> Pool::from_snapshot(std::size_t dim, std::size_t n_targets,
+                                          std::size_t refactor_every, std::size_t max_rank,
+                                          Snapshot s) {
+    auto p = std::make_unique<Pool>(dim, n_targets, refactor_every, max_rank);
+    const std::size_t d = dim, T = n_targets;
+    auto bad = [](const std::string& what) { throw std::invalid_argument("snapshot: " + what); };
+    std::vector<std::shared_ptr<const Base>> bases;
+    for (Base& b : s.bases) {
+        if (b.scalar > 0.0) {
+            if (!b.A.empty() || !b.R.empty()) bad("a scalar base holds matrices");
+        } else if (b.A.size() != d * d || b.R.size() != packed_row(d)) {
+            bad("base matrices of the wrong size");
+        }
+        b.id = arm::next_base_id();
+        b.P.assign(b.scalar > 0.0 ? 0 : panel_size(d), 0.0);
+        b.P32.assign(b.P.size(), 0.0f);
+        if (b.scalar <= 0.0) {
+            pack_panels(b.R.data(), b.P.data(), d);
+            panels_to_f32(b.P.data(), b.P32.data(), d);
+        }
+        bases.push_back(std::make_shared<const Base>(std::move(b)));
+    }
+    if (s.arm_base.size() != s.arms.size()) bad("one base index per arm");
+    for (std::size_t k = 0; k < s.arms.size(); ++k) {
+        ArmState& a = s.arms[k];
+        const std::size_t r = a.rank;
+        if (s.arm_base[k] >= bases.size()) bad("base index out of range");
+        if (r > p->rank_cap() || a.U.size() != r * d || a.W.size() != r * d ||
+            a.Cinv.size() != r * r || a.b.size() != T * d || a.beta.size() != T * d ||
+            a.omega.size() != r * T)
+            bad("arrays of '" + a.name + "' have the wrong size");
+        for (const auto& other : p->arms_)
+            if (other->name == a.name) bad("duplicate LLM '" + a.name + "'");
+        a.base = bases[s.arm_base[k]];
+        a.fold_ticket = 0;
+        p->arms_.push_back(std::make_unique<ArmState>(std::move(a)));
+    }
+    p->version_ = arm::next_version();
+    return p;
+}
+
+}  // namespace mixllm
