@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from mixllm.encoder import Encoder
+from mixllm.text.onnx import Encoder
 
 THREADS = 2
 TOPICS = ["bread", "the stock market", "photosynthesis", "a binary search tree", "the French "

@@ -1,6 +1,6 @@
 """Routing quality of the static encoder against MiniLM on RouterBench, 5-fold CV.
 
-Both encoders embed the same prompt views; :func:`mixllm.evaluate.evaluate` then runs per fold
+Both encoders embed the same prompt views; :func:`mixllm.evaluation.evaluate.evaluate` then runs per fold
 (task-stratified folds, seed 0, as ``mixllm experiment tags``) on the precomputed embeddings,
 with the tag transform (the default pipeline) and without it (plain embeddings, where the
 encoder matters most). Prints a markdown table of fold means; writes JSON with ``--json``.
@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from mixllm import data as D
-from mixllm.encoder import Encoder
-from mixllm.evaluate import evaluate
-from mixllm.experiments import _aggregate
-from mixllm.pipeline import PipelineConfig, prompt_view
-from mixllm.static_encoder import StaticEncoder
+from mixllm.text.onnx import Encoder
+from mixllm.evaluation.evaluate import evaluate
+from mixllm.evaluation.experiments import _aggregate
+from mixllm.text.pipeline import PipelineConfig, prompt_view
+from mixllm.text.static import StaticEncoder
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "mixllm" / "embeddings")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    data = D.load(args.data)
+    data = D.load_data(args.data)
     config = PipelineConfig()
     texts = [prompt_view(p, config.view) for p in data.prompts]
     emb, secs = {}, {}

@@ -1,4 +1,4 @@
-"""``mixllm bench`` with peer libraries (mixllm._peers) and the scaling script.
+"""``mixllm bench`` with peer libraries (benchmarks/peers.py) and the scaling script.
 
 Small d and K, few calls: these check the adapter protocol and the JSON, never speed. Each
 peer test skips when its library (the ``bench`` extra) is not installed.
@@ -16,7 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mixllm import _peers, bench
+from mixllm import bench
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS_FILE = ROOT / "benchmarks" / "peers.py"
+_peers = bench.peers_module(PEERS_FILE)
 
 # (JSON key, module to import, has a batch call)
 PEERS = [("vowpalwabbit", "vowpalwabbit", False), ("mabwiser", "mabwiser.mab", True),
@@ -70,7 +74,7 @@ def test_bench_json_gains_the_installed_peer(tmp_path, name, module, batched):
     _importorskip(module)
     out = tmp_path / "bench.json"
     assert _cli(["--dim", "9", "--k", "3", "--batch", "8", "--n", "20", "--encoders", "none",
-                 "--json", str(out)]) == 0
+                 "--peers-file", str(PEERS_FILE), "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     for key in ("decision_us", "update_us"):
         assert {"mixllm", "numpy", name} <= set(res[key]) and res[key][name] > 0
@@ -85,7 +89,7 @@ def test_bench_json_keeps_its_keys_when_no_peer_is_installed(tmp_path, monkeypat
         monkeypatch.setitem(sys.modules, module, None)
     out = tmp_path / "bench.json"
     assert _cli(["--dim", "9", "--k", "3", "--batch", "8", "--n", "20", "--encoders", "none",
-                 "--json", str(out)]) == 0
+                 "--peers-file", str(PEERS_FILE), "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     for key in ("decision_us", "update_us", "update_mean_us", "batch_qps"):
         assert set(res[key]) == {"mixllm", "numpy"}
@@ -96,10 +100,24 @@ def test_bench_json_keeps_its_keys_when_no_peer_is_installed(tmp_path, monkeypat
     assert printed.count("not installed") == len(_peers.PEER_NAMES)
 
 
+def test_bench_without_the_adapters_says_so(tmp_path, monkeypatch, capsys):
+    with pytest.raises(FileNotFoundError):
+        bench.peers_module(tmp_path / "no-such-peers.py")
+    monkeypatch.chdir(tmp_path)  # no benchmarks/peers.py here, and none beside the package:
+    monkeypatch.setattr(bench, "PEERS_FILE", Path("no-such-folder") / "peers.py")
+    out = tmp_path / "bench.json"
+    assert _cli(["--dim", "9", "--k", "3", "--batch", "8", "--n", "20", "--encoders", "none",
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["peers"] == {} and res["peers_not_installed"] == [] and res["peers_file"] is None
+    assert set(res["decision_us"]) == {"mixllm", "numpy"}
+    assert "adapters not found" in capsys.readouterr().out
+
+
 def test_no_peers_flag_leaves_the_json_as_before(tmp_path):
     out = tmp_path / "bench.json"
     assert _cli(["--dim", "9", "--k", "3", "--batch", "8", "--n", "20", "--encoders", "none",
-                 "--no-peers", "--json", str(out)]) == 0
+                 "--no-peers", "--peers-file", str(PEERS_FILE), "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert "peers" not in res and "peers_not_installed" not in res
     for key in ("decision_us", "update_us", "batch_qps"):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mixllm.budget import SpendController
+from mixllm.evaluation.budget import SpendController
 
 
 def _world_cost(lam: float, rng) -> float:

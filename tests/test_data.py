@@ -20,8 +20,7 @@ from mixllm.data import (
     DataError,
     RoutingData,
     cost_fit,
-    count_tokens,
-    load,
+    load_data,
     load_long,
     load_pool,
     load_routerbench,
@@ -30,7 +29,8 @@ from mixllm.data import (
     save_long,
     save_pool,
 )
-from mixllm.router import LLM
+from mixllm import LLM
+from mixllm.text.tokens import count_tokens
 
 MODELS = ["m-a", "org/m-b"]
 # As tests/conftest.py's shared_data_dir(), re-derived: "from conftest import" is ambiguous when
@@ -178,7 +178,7 @@ def test_routerbench_folder_with_models_json(tmp_path):
     write_wide_csv(tmp_path / "b.csv", rows[2:])
     write_wide_csv(tmp_path / "a.csv", rows[:2], models=MODELS[::-1])  # column order may differ
     write_models_json(tmp_path)
-    data = load(tmp_path)
+    data = load_data(tmp_path)
     assert data.prompt_ids.tolist() == ["t.1", "t.2", "t.3", "t.3#1"]  # files in name order
     assert data.models == MODELS[::-1]
     np.testing.assert_array_equal(data.quality[:, 1], [1, 0, np.nan, 1])
@@ -206,15 +206,15 @@ def test_routerbench_files_must_share_models(tmp_path):
 def test_routerbench_parquet_and_pickle(tmp_path):
     reference = load_routerbench(write_wide_csv(tmp_path / "w.csv"))
     wide_frame().to_parquet(tmp_path / "w.parquet")
-    assert load(tmp_path / "w.parquet").equals(reference)
+    assert load_data(tmp_path / "w.parquet").equals(reference)
     frame = wide_frame()
     frame["prompt"] = [r["prompt"] for r in wide_rows()]  # real lists, as a pickle can hold
     frame.to_pickle(tmp_path / "w.pkl")
     with pytest.raises(DataError, match="refusing to read a pickle: unpickling runs code"):
         load_routerbench(tmp_path / "w.pkl")
     with pytest.raises(DataError, match="allow_pickle=True"):
-        load(tmp_path / "w.pkl")
-    assert load(tmp_path / "w.pkl", allow_pickle=True).equals(reference)
+        load_data(tmp_path / "w.pkl")
+    assert load_data(tmp_path / "w.pkl", allow_pickle=True).equals(reference)
     (tmp_path / "s.pkl").write_bytes(pickle.dumps([1, 2]))
     with pytest.raises(DataError, match="holds a list, not a DataFrame"):
         load_routerbench(tmp_path / "s.pkl", allow_pickle=True)
@@ -309,7 +309,7 @@ def write_routerdc(folder):
 
 def test_routerdc_folder(tmp_path):
     write_routerdc(tmp_path)
-    data = load(tmp_path)
+    data = load_data(tmp_path)
     assert data.prompt_ids.tolist() == ["mmlu/0", "quiz-test/0", "quiz_train/0", "quiz_train/1"]
     assert data.models == ["a", "b", "c"]  # order of first appearance
     assert data.task.tolist() == ["mmlu", "quiz", "quiz", "quiz"]
@@ -548,31 +548,31 @@ def test_load_dispatch(tmp_path):
     data = small_data(responses=False)
     save_long(data, tmp_path / "l.csv")
     save_long(data, tmp_path / "l.parquet")
-    assert load(tmp_path / "l.csv").equals(data)
-    assert load(tmp_path / "l.parquet").equals(data)
-    assert load(tmp_path / "l.csv", format="long").equals(data)
+    assert load_data(tmp_path / "l.csv").equals(data)
+    assert load_data(tmp_path / "l.parquet").equals(data)
+    assert load_data(tmp_path / "l.csv", format="long").equals(data)
     write_wide_csv(tmp_path / "w.csv")
-    assert load(tmp_path / "w.csv").prompt_ids[0] == "t.1"
-    assert load(tmp_path / "w.csv", format="routerbench").n_prompts == 4
+    assert load_data(tmp_path / "w.csv").prompt_ids[0] == "t.1"
+    assert load_data(tmp_path / "w.csv", format="routerbench").n_prompts == 4
     (tmp_path / "q.json").write_text(json.dumps([{"question": "q", "scores": {"a": 1}}]))
-    assert load(tmp_path / "q.json").models == ["a"]
-    assert load(tmp_path / "q.json", format="routerdc").models == ["a"]
+    assert load_data(tmp_path / "q.json").models == ["a"]
+    assert load_data(tmp_path / "q.json", format="routerdc").models == ["a"]
     with pytest.raises(DataError, match="holds both"):
-        load(tmp_path)
+        load_data(tmp_path)
     with pytest.raises(ValueError, match="format must be"):
-        load(tmp_path, format="excel")
+        load_data(tmp_path, format="excel")
     with pytest.raises(FileNotFoundError):
-        load(tmp_path / "nope.csv")
+        load_data(tmp_path / "nope.csv")
     (tmp_path / "o.csv").write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="o.csv: neither long format"):
-        load(tmp_path / "o.csv")
+        load_data(tmp_path / "o.csv")
     (tmp_path / "o.xml").write_text("<a/>")
     with pytest.raises(DataError, match="unsupported extension '.xml'"):
-        load(tmp_path / "o.xml")
+        load_data(tmp_path / "o.xml")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError, match="no \\*.csv"):
-        load(empty)
+        load_data(empty)
 
 
 # ---------------------------------------------------------------------------------- pools

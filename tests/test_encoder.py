@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
-from mixllm import encoder as encoder_mod
-from mixllm.encoder import (DEFAULT_MODEL_SHA256, DEFAULT_TOKENIZER_SHA256, CacheInfo, Encoder,
+from mixllm.text import onnx as encoder_mod
+from mixllm.text.onnx import (DEFAULT_MODEL_SHA256, DEFAULT_TOKENIZER_SHA256, CacheInfo, Encoder,
                             EncoderError)
 
 WORDS = [f"w{i}" for i in range(20)]

@@ -15,8 +15,8 @@ import pytest
 from mixllm import LLM
 from mixllm.cli import main
 from mixllm.data import RoutingData, save_long, save_pool
-from mixllm.evaluate import Stream, aiq, cost_to_reach, evaluate, hull, replay
-from mixllm.pipeline import PipelineConfig, TextRouter, domain_labels, prompt_view
+from mixllm.evaluation.evaluate import Stream, aiq, cost_to_reach, evaluate, hull, replay
+from mixllm.text.pipeline import PipelineConfig, TextRouter, domain_labels, prompt_view
 from fakes import HashEncoder
 
 MODELS = ["big", "mid", "small"]
@@ -124,7 +124,7 @@ def _stream_and_router(data, seed=0):
     E = enc.encode([prompt_view(p, "last_block") for p in train.prompts])
     tr.fit(E, train.quality, train.output_tokens, list(train.task))
     F = tr.features(enc.encode([prompt_view(p, "last_block") for p in test.prompts]))
-    from mixllm.latency import arrival_times
+    from mixllm.evaluation.latency import arrival_times
 
     stream = Stream(MODELS, test.quality, test.cost_usd, test.output_tokens, test.prompt_tokens,
                     np.asarray(test.task, dtype=str), 0, arrival_times(len(test), 100, 10.0),
@@ -276,7 +276,7 @@ def test_cli_eval_on_routerbench_subset(shared_data, tmp_path):
 @pytest.mark.parametrize("name", ["main", "continual", "tags", "newllm", "unseen", "signal",
                                   "budget"])
 def test_experiments_run_and_render(name):
-    from mixllm.experiments import run_experiment, to_markdown
+    from mixllm.evaluation.experiments import run_experiment, to_markdown
 
     data = make_data(150, seed=7)
     res = run_experiment(name, data, "big", encoder=HashEncoder(), folds=3,
@@ -300,7 +300,7 @@ def test_experiments_run_and_render(name):
 
 
 def test_experiment_argument_errors():
-    from mixllm.experiments import run_experiment
+    from mixllm.evaluation.experiments import run_experiment
 
     data = make_data(60)
     with pytest.raises(ValueError):

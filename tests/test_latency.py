@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mixllm import LLM
-from mixllm.latency import QueueSimulator, arrival_times
+from mixllm.evaluation.latency import QueueSimulator, arrival_times
 
 
 def test_single_slot_queue_by_hand():
@@ -62,7 +62,7 @@ def test_arrival_times_rate_and_determinism():
 
 
 def test_wait_tracker_adds_own_dispatches_and_drains():
-    from mixllm.latency import WaitTracker
+    from mixllm.evaluation.latency import WaitTracker
 
     llm = LLM("m", 1, 1, ttft_s=1.0, tokens_per_s=10.0, slots=2)
     t = WaitTracker([llm])

@@ -20,8 +20,8 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from mixllm import LLM
-from mixllm.data import Backend
-from mixllm.ray_serve import build_app
+from mixllm.serving.backend import Backend
+from mixllm.serving.ray_serve import build_app
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",
                                         "ignore::pytest.PytestUnraisableExceptionWarning",

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from mixllm import LLM, Router, StateError
 from mixllm import data as D
-from mixllm.pipeline import PipelineConfig, TextRouter
-from mixllm.tags import TagTransform
+from mixllm.text.pipeline import PipelineConfig, TextRouter
+from mixllm.text.tags import TagTransform
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "tools"
@@ -257,7 +257,7 @@ def test_text_inputs_empty_huge_and_invalid_unicode():
 
 def test_encoder_rejects_invalid_unicode_and_takes_huge_text():
     pytest.importorskip("onnxruntime")
-    from mixllm.encoder import Encoder  # noqa: PLC0415
+    from mixllm.text.onnx import Encoder  # noqa: PLC0415
 
     try:
         enc = Encoder(cache_dir=None)
@@ -292,7 +292,7 @@ def test_malformed_files_raise_data_errors(tmp_path, name, raw):
     path = tmp_path / name
     path.write_bytes(raw)
     with pytest.raises(D.DataError):
-        (D.load_pool if name.startswith("pool") else D.load)(path)
+        (D.load_pool if name.startswith("pool") else D.load_data)(path)
 
 
 def test_tampered_and_truncated_state_files(tmp_path):

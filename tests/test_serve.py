@@ -27,8 +27,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from mixllm import LLM
-from mixllm.data import Backend, DataError, load_backends, load_pool
-from mixllm.serve import ServeConfig, create_app
+from mixllm.data import DataError, load_pool
+from mixllm.serving.backend import Backend, load_backends
+from mixllm.serving.proxy import ServeConfig, create_app
 from fakes import HashEncoder
 
 

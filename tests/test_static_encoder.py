@@ -15,7 +15,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
 from mixllm import LLM, PipelineConfig, TextRouter, _reference
 from mixllm.cli import main
-from mixllm.static_encoder import (StaticEncoder, StaticTable, build_table, default_table_path,
+from mixllm.text.static import (StaticEncoder, StaticTable, build_table, default_table_path,
                                    zipf_sif_weights)
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
@@ -180,7 +180,7 @@ def test_cli_fit_and_route_with_the_static_encoder(tmp_path, monkeypatch, capsys
 
 # ------------------------------------------------------------------------- the real model
 def test_distilled_minilm_table_is_reproducible_and_counts_like_minilm():
-    from mixllm.encoder import Encoder
+    from mixllm.text.onnx import Encoder
 
     mini = Encoder(cache_size=0)
     texts = ["How do I bake bread?", "The stock market fell today.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mixllm.tags import TagTransform, cluster_domains
+from mixllm.text.tags import TagTransform, cluster_domains
 
 
 def _planted(rng, n=600, d=24, k=3):

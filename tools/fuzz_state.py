@@ -2,7 +2,7 @@
 entry point when atheris is absent).
 
 Targets: ``router`` (Router.load), ``transform`` (TagTransform.from_bytes), ``text``
-(TextRouter.load of a folder), ``data`` (mixllm.data.load of JSONL / CSV / RouterDC JSON) and
+(TextRouter.load of a folder), ``data`` (mixllm.data.load_data of JSONL / CSV / RouterDC JSON) and
 ``pool`` (load_pool, TOML / JSON). Each input is used three ways, chosen by its first byte:
 the raw bytes as the file; a valid file whose JSON manifest is replaced by the bytes (the
 arrays keep their checksums, so the manifest's own checks are what is tested); and a valid
@@ -31,8 +31,8 @@ _SEEDS: dict[str, bytes] = {}
 
 def _seed_files() -> None:
     from mixllm import LLM, Router
-    from mixllm.pipeline import PipelineConfig, TextRouter
-    from mixllm.tags import TagTransform
+    from mixllm.text.pipeline import PipelineConfig, TextRouter
+    from mixllm.text.tags import TagTransform
 
     rng = np.random.default_rng(0)
     pool = [LLM("a", 1.0, 2.0), LLM("b", 0.5, 0.5)]
@@ -130,8 +130,8 @@ def one_input(target: str, data: bytes, fdp_cls) -> None:
     """Run one fuzz input against ``target``; raises only on a crash."""
     from mixllm import Router, StateError
     from mixllm import data as D
-    from mixllm.pipeline import TextRouter
-    from mixllm.tags import TagTransform
+    from mixllm.text.pipeline import TextRouter
+    from mixllm.text.tags import TagTransform
 
     if not _SEEDS:
         _seed_files()
@@ -170,7 +170,7 @@ def one_input(target: str, data: bytes, fdp_cls) -> None:
                 else [".json", ".toml"][mode % 2]
             path = _WORK / f"case{suffix}"
             path.write_bytes(raw)
-            (D.load_pool if target == "pool" else D.load)(path)
+            (D.load_pool if target == "pool" else D.load_data)(path)
     except (ValueError, StateError, D.DataError):
         pass
     except FileNotFoundError:
@@ -193,7 +193,7 @@ def main(argv: list[str]) -> None:
     with atheris.instrument_imports():
         import mixllm  # noqa: F401
         import mixllm.data  # noqa: F401
-        import mixllm.pipeline  # noqa: F401
+        import mixllm.text.pipeline  # noqa: F401
     _seed_files()
 
     def test_one(data: bytes) -> None:

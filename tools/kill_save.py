@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from mixllm import LLM, Router
-from mixllm.pipeline import PipelineConfig, TextRouter
+from mixllm.text.pipeline import PipelineConfig, TextRouter
 
 POOL = [LLM(f"llm{k}", 0.5 + k, 1.0 + 2 * k) for k in range(6)]
 

@@ -14,7 +14,9 @@ float64 one (``decision_us``).
 Peers (``--peers``, on by default): the contextual-bandit libraries of the ``bench`` extra that
 are installed -- Vowpal Wabbit (``cb_explore_adf``, SquareCB), MABWiser (LinUCB),
 contextualbandits (LinUCB) -- fitted on the same rows and timed on the same queries; they
-learn one combined reward, not mixllm's two targets (``mixllm._peers`` says how each differs).
+learn one combined reward, not mixllm's two targets (``benchmarks/peers.py`` says how each
+differs). The adapters are benchmark code: they live in the source tree, not in the installed
+package, and :func:`peers_module` finds them.
 
 Text to decision (:func:`run_text`): ``TextRouter.route`` from a ~50-token query to a Decision
 (encoder, tag transform, router) for each encoder, static table and MiniLM.
@@ -23,18 +25,50 @@ Text to decision (:func:`run_text`): ``TextRouter.route`` from a ~50-token query
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import _core
-from .router import LLM, Router
+from .router import Router
+from .types import LLM
 
-__all__ = ["NumpyLinUCB", "make_router", "run", "register"]
+__all__ = ["NumpyLinUCB", "PEERS_FILE", "make_router", "peers_module", "run", "register"]
+
+#: The peer adapters, relative to a source checkout's root.
+PEERS_FILE = Path("benchmarks") / "peers.py"
+
+
+def peers_module(path: str | os.PathLike | None = None) -> Any:
+    """The peer adapters module (``benchmarks/peers.py``), loaded from ``path``, else from the
+    current folder, else beside this package's source tree; ``None`` when none is found (an
+    installed mixllm run outside a checkout). A ``path`` given and missing raises
+    ``FileNotFoundError``."""
+    if path is not None:
+        candidates = [Path(path)]
+        if not candidates[0].is_file():
+            raise FileNotFoundError(f"{path}: no such peer adapters file")
+    else:
+        candidates = [Path.cwd() / PEERS_FILE, Path(__file__).resolve().parents[2] / PEERS_FILE]
+    for c in candidates:
+        if c.is_file():
+            name = "mixllm_bench_peers"
+            loaded = sys.modules.get(name)
+            if loaded is not None and Path(loaded.__file__) == c.resolve():
+                return loaded
+            spec = importlib.util.spec_from_file_location(name, c.resolve())
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            return module
+    return None
 
 
 class NumpyLinUCB:
@@ -104,13 +138,15 @@ def _times_us(f, n: int) -> np.ndarray:
 
 
 def run(d: int = 385, k: int = 11, batch: int = 256, n: int = 2000, seed: int = 0,
-        peers: bool = True) -> dict[str, Any]:
+        peers: bool = True, peers_file: str | os.PathLike | None = None) -> dict[str, Any]:
     """Measure both implementations; returns the figures as a JSON-ready dict.
 
-    With ``peers``, every peer library of ``mixllm._peers`` that imports is fitted on the
-    same rows and timed on the same queries (:func:`_run_peers`); its figures join the
-    ``decision_us``, ``update_us`` and ``batch_qps`` dicts under its name, ``"peers"`` says
-    how each was set up, and ``"peers_not_installed"`` lists the ones that did not import.
+    With ``peers``, every peer library of the adapters (:func:`peers_module` of
+    ``peers_file``) that imports is fitted on the same rows and timed on the same queries
+    (:func:`_run_peers`); its figures join the ``decision_us``, ``update_us`` and
+    ``batch_qps`` dicts under its name, ``"peers"`` says how each was set up,
+    ``"peers_not_installed"`` lists the ones that did not import and ``"peers_file"`` the
+    adapters used (``None``: not found, no peer timed).
     """
     router, Q = make_router(d, k, batch, seed)
     ref = NumpyLinUCB(router)
@@ -168,17 +204,18 @@ def run(d: int = 385, k: int = 11, batch: int = 256, n: int = 2000, seed: int = 
                  "the decision on the same query",
     }
     if peers:
-        _run_peers(res, d, k, n, seed, mixllm_choice=router.route_batch(Q, n_batch, lam=lam))
+        _run_peers(res, d, k, n, seed, mixllm_choice=router.route_batch(Q, n_batch, lam=lam),
+                   peers_file=peers_file)
     return res
 
 
 def _run_peers(res: dict[str, Any], d: int, k: int, n: int, seed: int,
-               mixllm_choice: np.ndarray) -> None:
+               mixllm_choice: np.ndarray, peers_file: str | os.PathLike | None = None) -> None:
     """Fit and time every installed peer library on :func:`run`'s data; adds to ``res``.
 
     Each peer is warm-started on the rows ``make_router`` fits mixllm on, with every arm's
     reward ``quality - cost_usd / lam`` (``n_in = 100`` input tokens, ``lam = 0.01``, the
-    benchmark's; mixllm learns quality and tokens separately, see ``mixllm._peers``), then
+    benchmark's; mixllm learns quality and tokens separately, see ``benchmarks/peers.py``), then
     timed on the same queries: decision (``min(n, 300)`` single calls on the fitted state),
     update (``min(n, 100)`` cycles: decide, then time learning the decided arm's reward on
     that query) and, where the library has a batch call, decisions/s on the whole batch.
@@ -187,8 +224,12 @@ def _run_peers(res: dict[str, Any], d: int, k: int, n: int, seed: int,
     """
     import warnings
 
-    from . import _peers
-
+    peers = peers_module(peers_file)
+    res["peers"] = {}
+    res["peers_not_installed"] = []
+    res["peers_file"] = None if peers is None else peers.__file__
+    if peers is None:
+        return
     pool, X, quality, tokens, Q = _make_data(d, k, len(mixllm_choice), seed)
     lam, n_in = 0.01, 100.0
     pin = np.array([m.input_price for m in pool])
@@ -198,8 +239,7 @@ def _run_peers(res: dict[str, Any], d: int, k: int, n: int, seed: int,
     rewards = quality - (n_in * pin + tokens * pout) * 1e-6 / lam
     y_upd = lambda arm: 0.7 - (n_in * pin[arm] + 120.0 * pout[arm]) * 1e-6 / lam  # noqa: E731
     nq = len(Z)
-    adapters, missing = _peers.load_peers(d, k, alpha=0.1, ridge=1.0, seed=seed)
-    res["peers"] = {}
+    adapters, missing = peers.load_peers(d, k, alpha=0.1, ridge=1.0, seed=seed)
     res["peers_not_installed"] = missing
     for peer in adapters:
         # Libraries may warn (deprecations of their dependencies); a benchmark does not stop
@@ -247,7 +287,7 @@ _QUERY_TEMPLATES = (
 
 def _text_router(encoder: Any, k: int, seed: int):
     """A TextRouter (default settings: tag transform on) fitted on generated prompts."""
-    from .pipeline import PipelineConfig, TextRouter
+    from .text.pipeline import PipelineConfig, TextRouter
 
     rng = np.random.default_rng(seed)
     prompts = [_QUERY_TEMPLATES[i % 3].format(i) for i in range(300)]
@@ -271,12 +311,12 @@ def run_text(encoders: tuple[str, ...] = ("static", "minilm"), k: int = 11, n: i
     out: dict[str, Any] = {}
     for name in encoders:
         if name == "static":
-            from .static_encoder import StaticEncoder
+            from .text.static import StaticEncoder
 
             enc = StaticEncoder(progress=progress)
             calls = n
         elif name == "minilm":
-            from .encoder import Encoder
+            from .text.onnx import Encoder
 
             enc = Encoder(cache_size=0)
             calls = max(20, n // 20)
@@ -301,7 +341,7 @@ def run_text(encoders: tuple[str, ...] = ("static", "minilm"), k: int = 11, n: i
 
 def _main(args: argparse.Namespace) -> int:
     res = run(d=args.dim, k=args.k, batch=args.batch, n=args.n, seed=args.seed,
-              peers=args.peers)
+              peers=args.peers, peers_file=args.peers_file)
     print(f"routing core, d={res['d']} (intercept included), K={res['k']}, "
           f"kernels {res['simd_backend']}")
     print(f"{'':28}{'mixllm':>12}{'numpy':>12}{'ratio':>8}")
@@ -332,7 +372,12 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def _print_peers(res: dict[str, Any]) -> None:
-    print("\npeer libraries (same data and queries; not the same algorithm: see mixllm._peers)")
+    if res["peers_file"] is None:
+        print(f"\npeer libraries: adapters not found ({PEERS_FILE} of a source checkout; "
+              f"--peers-file PATH)")
+        return
+    print("\npeer libraries (same data and queries; not the same algorithm: see "
+          f"{res['peers_file']})")
     print(f"{'':20}{'decision us':>12}{'update us':>12}{'batch /s':>12}{'agree':>8}  setup")
     for name, meta in res["peers"].items():
         qps = res["batch_qps"].get(name)
@@ -359,5 +404,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True,
                    help="also time the peer libraries that are installed (Vowpal Wabbit, "
                         "MABWiser, contextualbandits; the 'bench' extra); default: on")
+    p.add_argument("--peers-file", metavar="PATH",
+                   help=f"the peer adapters (default: {PEERS_FILE} in the current folder or "
+                        "in mixllm's source tree)")
     p.set_defaults(func=_main)
     return p

@@ -33,7 +33,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from .pipeline import PipelineConfig
+    from .text.pipeline import PipelineConfig
 
     tau = getattr(args, "tau", None)
     beta = args.beta if args.beta is not None else (1.0 if tau is not None else 0.0)
@@ -44,17 +44,17 @@ def _config(args: argparse.Namespace):
 
 def _encoder(args: argparse.Namespace):
     if getattr(args, "encoder", "minilm") == "static":
-        from .static_encoder import StaticEncoder
+        from .text.static import StaticEncoder
 
         return StaticEncoder(progress=not getattr(args, "quiet", False))
-    from .encoder import Encoder
+    from .text.onnx import Encoder
 
     cache = None if str(args.cache_dir).lower() == "none" else args.cache_dir
     return Encoder(cache_dir=cache)
 
 
 def _static_table(args: argparse.Namespace) -> int:
-    from .static_encoder import DEFAULT_DIM, build_table, default_table_path
+    from .text.static import DEFAULT_DIM, build_table, default_table_path
 
     out = args.out or default_table_path(args.dim or DEFAULT_DIM)
     table = build_table(dim=args.dim or DEFAULT_DIM, progress=not args.quiet)
@@ -64,10 +64,10 @@ def _static_table(args: argparse.Namespace) -> int:
 
 
 def _load(path: Path, what: str):
-    from . import data
+    from .data import load_data
 
     try:
-        return data.load(path)
+        return load_data(path)
     except FileNotFoundError as exc:
         raise SystemExit(f"mixllm: {what} not found: {exc.filename or path}") from exc
 
@@ -95,7 +95,7 @@ def _pool_for(args: argparse.Namespace, data: Any):
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .evaluate import BASELINES, evaluate
+    from .evaluation.evaluate import BASELINES, evaluate
 
     train = _limit(_load(args.train, "training data"), args.limit, args.seed)
     if args.test is not None:
@@ -114,7 +114,7 @@ def _eval(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(report, indent=1))
         print(f"wrote {args.json}")
     if args.plot:
-        from .plot import plot_report
+        from .evaluation.plot import plot_report
 
         plot_report(report, args.plot)
         print(f"wrote {args.plot}")
@@ -137,7 +137,7 @@ def _print_report(report: dict[str, Any]) -> None:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from .pipeline import TextRouter
+    from .text.pipeline import TextRouter
 
     train = _load(args.train, "training data")
     pool = [m for m in _pool_for(args, train) if m.name in train.models]
@@ -149,7 +149,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _route(args: argparse.Namespace) -> int:
-    from .pipeline import TextRouter
+    from .text.pipeline import TextRouter
 
     tr = TextRouter.load(args.state)
     for text in args.text:
@@ -168,7 +168,7 @@ def _route(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from .experiments import run_experiment, to_markdown
+    from .evaluation.experiments import run_experiment, to_markdown
 
     data = _load(args.data, "data")
     res = run_experiment(args.name, data, args.reference, encoder=_encoder(args),
@@ -186,7 +186,7 @@ def _experiment(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from .serve import require_serve_extra, run
+        from .serving.proxy import require_serve_extra, run
         require_serve_extra()
     except ModuleNotFoundError as exc:
         raise SystemExit(f"mixllm serve: {exc}") from exc

@@ -1,6 +1,6 @@
 """Static text encoder: a token-embedding table distilled from the ONNX transformer.
 
-The fast option beside :class:`mixllm.encoder.Encoder` (the accurate one). A text's tokens
+The fast option beside :class:`mixllm.text.onnx.Encoder` (the accurate one). A text's tokens
 ``t_1 .. t_L`` (the transformer's own WordPiece tokenizer, no special tokens, the first
 ``max_length`` kept) give::
 
@@ -52,8 +52,8 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
-from . import _core
-from ._io import atomic_write
+from .. import _core
+from .._io import atomic_write
 
 __all__ = ["DEFAULT_DIM", "DEFAULT_MAX_LENGTH", "StaticEncoder", "StaticTable", "build_table",
            "default_table_path"]
@@ -181,7 +181,7 @@ class StaticTable:
 def build_table(encoder: Any = None, *, dim: int = DEFAULT_DIM,
                 token_ids: Sequence[int] | None = None, batch_size: int = 512,
                 progress: bool = False) -> StaticTable:
-    """Distil a table from a transformer :class:`~mixllm.encoder.Encoder` (default MiniLM).
+    """Distil a table from a transformer :class:`~mixllm.text.onnx.Encoder` (default MiniLM).
 
     Parameters
     ----------
@@ -200,7 +200,7 @@ def build_table(encoder: Any = None, *, dim: int = DEFAULT_DIM,
     from tqdm import tqdm
 
     if encoder is None:
-        from .encoder import Encoder
+        from .onnx import Encoder
 
         encoder = Encoder(cache_size=0)
     tok_json = Path(encoder.tokenizer_path).read_bytes()
@@ -250,8 +250,8 @@ def build_table(encoder: Any = None, *, dim: int = DEFAULT_DIM,
 class StaticEncoder:
     """Sentence embeddings from a static token table, pooled in the C++ core.
 
-    Same interface as :class:`mixllm.encoder.Encoder` where :class:`~mixllm.pipeline.TextRouter`
-    and :func:`mixllm.evaluate.evaluate` use it (``encode``, ``encode_one``, ``count_tokens``,
+    Same interface as :class:`mixllm.text.onnx.Encoder` where :class:`~mixllm.text.pipeline.TextRouter`
+    and :func:`mixllm.evaluation.evaluate.evaluate` use it (``encode``, ``encode_one``, ``count_tokens``,
     ``identity``, ``dim``, ``max_length``, ``model_sha256``).
 
     Parameters
@@ -347,7 +347,7 @@ class StaticEncoder:
     # ------------------------------------------------------------------ encoding
     @staticmethod
     def _texts(texts: Any, method: str) -> list[str]:
-        from .encoder import Encoder
+        from .onnx import Encoder
 
         out = Encoder._texts(texts, method)
         Encoder._utf8(out)

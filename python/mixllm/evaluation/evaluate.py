@@ -16,7 +16,7 @@ Every router is scored on the same test stream against the same reference LLM:
   least ``t`` (``None`` if the router never gets there).
 
 With a latency tolerance ``tau``, queries arrive at 100 per 10 s (the MixLLM paper's setting),
-each LLM queues them in its slots (:mod:`mixllm.latency`), waiting times refresh every 10 s,
+each LLM queues them in its slots (:mod:`mixllm.evaluation.latency`), waiting times refresh every 10 s,
 and a query that waits longer than ``tau`` counts as quality 0 (its cost is still paid).
 """
 
@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from ..router import Router
+from ..text.pipeline import PipelineConfig, TextRouter, domain_labels
+from ..types import LLM
 from .latency import QueueSimulator, WaitTracker, arrival_times
-from .pipeline import PipelineConfig, TextRouter, domain_labels
-from .router import LLM, Router
 
 __all__ = ["Stream", "hull", "cost_to_reach", "aiq", "default_lams", "evaluate",
            "replay", "REACH_TARGETS", "BASELINES"]
@@ -162,7 +163,7 @@ def replay(router: Router, F: np.ndarray, stream: Stream, lam: float, *,
     waiting time as the queue simulator last refreshed it. ``events`` are ``(index, fn)``
     pairs run on the router before query ``index`` (e.g. adding an LLM mid-stream); the
     router is mutated, so pass a clone. With a ``controller``
-    (:class:`mixllm.budget.SpendController`) the ``lam`` of each query is the controller's, and
+    (:class:`mixllm.evaluation.budget.SpendController`) the ``lam`` of each query is the controller's, and
     the real cost of each routed response is fed back to it; ``lam`` is then ignored.
     """
     n = len(F)

@@ -45,6 +45,8 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
+from ..types import EncoderError
+
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_CACHE_SIZE",
@@ -86,10 +88,6 @@ _KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # (kilobytes each), so an evaluation run of 10^5 texts must not hold them all.
 _TOKENIZE_CHUNK = 4096
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-class EncoderError(ValueError):
-    """A model or tokenizer file is unusable: wrong checksum, unreadable, or unsupported."""
 
 
 @dataclass(frozen=True)

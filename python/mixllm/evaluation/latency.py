@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .router import LLM
+from ..types import LLM
 
 __all__ = ["QueueSimulator", "WaitTracker", "arrival_times"]
 

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from ..text.pipeline import PipelineConfig, TextRouter, domain_labels, prompt_view
 from .evaluate import (REACH_TARGETS, Stream, _hull_at, default_lams, evaluate, hull,
                        replay, summarize)
 from .latency import arrival_times
-from .pipeline import PipelineConfig, TextRouter, domain_labels, prompt_view
 
 __all__ = ["EXPERIMENTS", "run_experiment", "quality_at"]
 

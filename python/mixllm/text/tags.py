@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write
+from .._io import atomic_write
 
 __all__ = ["TagTransform", "cluster_domains"]
 

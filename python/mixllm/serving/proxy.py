@@ -31,13 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from .data import Backend
-from .pipeline import PipelineConfig, TextRouter
-from .router import LLM, Decision, Router
+from ..router import Router
+from ..text.pipeline import PipelineConfig, TextRouter
+from ..types import LLM, Decision
+from .backend import Backend
 
 __all__ = ["ServeConfig", "create_app", "require_serve_extra", "run"]
 
-log = logging.getLogger("mixllm.serve")
+log = logging.getLogger("mixllm.serving.proxy")
 
 _MODEL_RE = re.compile(r"mixllm(?::lam=([^\s]+))?")
 _RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -304,7 +305,7 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
     backends : mapping name -> Backend
         Where each LLM is served; every pool LLM needs one.
     state_dir : path, optional
-        Folder of a :class:`~mixllm.pipeline.TextRouter` (``mixllm fit`` writes one): loaded at
+        Folder of a :class:`~mixllm.text.pipeline.TextRouter` (``mixllm fit`` writes one): loaded at
         start when present, saved periodically and at shutdown.
     encoder : optional
         The prompt encoder (default: the one the state names, else MiniLM).
@@ -611,7 +612,8 @@ def run(pool_path: str | Path, state_dir: str | Path | None = None, host: str = 
     require_serve_extra()
     import uvicorn
 
-    from .data import load_backends, load_pool
+    from ..data import load_pool
+    from .backend import load_backends
 
     app = create_app(load_pool(pool_path), load_backends(pool_path), state_dir=state_dir,
                      encoder=encoder, config=config, pipeline=pipeline)

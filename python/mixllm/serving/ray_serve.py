@@ -1,6 +1,6 @@
 """Scale-out on Ray Serve: proxy replicas that learn together (the ``ray`` extra).
 
-Each replica runs the app of :mod:`mixllm.serve` and learns online from the feedback it gets.
+Each replica runs the app of :mod:`mixllm.serving.proxy` and learns online from the feedback it gets.
 Every ``sync_every_s`` it pushes what it learned since its last sync
 (:meth:`~mixllm.router.Router.export_delta`: per LLM the change of the sums A and b) to one
 ``_Hub`` actor, which adds the deltas up, and rebuilds its router as the common start plus
@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from .data import Backend
-from .router import LLM
+from ..types import LLM
+from .backend import Backend
 
 __all__ = ["build_app"]
 
-log = logging.getLogger("mixllm.ray_serve")
+log = logging.getLogger("mixllm.serving.ray_serve")
 
 
 class _Hub:
@@ -71,7 +71,7 @@ class _Replica:
                  encoder: Any, config: Any, hub: Any, sync_every_s: float) -> None:
         import ray
 
-        from .serve import ServeConfig, create_app
+        from .proxy import ServeConfig, create_app
 
         self._ray = ray
         self.hub = hub
@@ -144,7 +144,7 @@ def build_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *, state_dir
     """A Ray Serve application of ``num_replicas`` proxy replicas sharing one hub actor.
 
     Run it with ``ray.serve.run(build_app(...))`` inside a Ray cluster (``ray.init()``); the
-    arguments are those of :func:`mixllm.serve.create_app`. The encoder is shipped to every
+    arguments are those of :func:`mixllm.serving.proxy.create_app`. The encoder is shipped to every
     replica, so it must be picklable (the default, ``None``, builds MiniLM in each replica).
     """
     try:

@@ -6,8 +6,8 @@ choices that turn a prompt into the router's features:
 * the *view* of the prompt that is embedded (``"last_block"`` by default: few-shot prompts put
   the question actually asked in their last blank-line-separated block, and an encoder that
   truncates a long prompt on the right would otherwise see only the worked examples);
-* the frozen encoder (:class:`mixllm.encoder.Encoder`);
-* the learned tag-enhanced transform (:class:`mixllm.tags.TagTransform`), switchable off;
+* the frozen encoder (:class:`mixllm.text.onnx.Encoder`);
+* the learned tag-enhanced transform (:class:`mixllm.text.tags.TagTransform`), switchable off;
 * the :class:`mixllm.router.Router` over the LLM pool.
 """
 
@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write
-from .router import LLM, Decision, Router
+from .._io import atomic_write
+from ..router import Router
+from ..types import LLM, Decision
 from .tags import TagTransform, cluster_domains
 
 __all__ = ["PipelineConfig", "TextRouter", "prompt_view", "domain_labels", "VIEWS"]
@@ -86,7 +87,7 @@ class PipelineConfig:
     tags : bool
         Use the tag-enhanced transform; ``False`` feeds the raw embedding to the router.
     tag_rank, centroid_dims, keep_embedding, interactions, tag_alpha :
-        :class:`~mixllm.tags.TagTransform` settings.
+        :class:`~mixllm.text.tags.TagTransform` settings.
     n_clusters : int
         Domains made by k-means when the training data carries no task or tags.
     alpha, beta, tau, ridge, lam, cold_ridge :
@@ -145,7 +146,7 @@ class TextRouter:
 
     def _encoder(self):
         if self.encoder is None:
-            from .encoder import Encoder
+            from .onnx import Encoder
 
             self.encoder = Encoder()
         return self.encoder
@@ -346,7 +347,7 @@ def _encoder_kind(enc: Any) -> dict[str, Any]:
     one the table (``None``: the default table of ``dim`` components, rebuilt if missing)."""
     if getattr(enc, "kind", "transformer") != "static":
         return {"kind": "transformer"}
-    from .static_encoder import default_table_path
+    from .static import default_table_path
 
     path = enc.table_path
     default = path is not None and path.name == default_table_path(enc.dim).name
@@ -358,11 +359,11 @@ def _rebuild_encoder(entry: dict[str, Any], folder: Path) -> Any:
     kind = entry.get("kind", "transformer")  # version-1 folders and older saves: MiniLM
     max_length = int(entry["max_length"])
     if kind == "transformer":
-        from .encoder import Encoder
+        from .onnx import Encoder
 
         return Encoder(max_length=max_length)
     if kind == "static":
-        from .static_encoder import DEFAULT_DIM, StaticEncoder
+        from .static import DEFAULT_DIM, StaticEncoder
 
         dim, table = entry.get("dim", DEFAULT_DIM), entry.get("table")
         if isinstance(dim, bool) or not isinstance(dim, int) or not (
@@ -373,6 +374,6 @@ def _rebuild_encoder(entry: dict[str, Any], folder: Path) -> Any:
 
 
 def _is_default(enc: Any) -> bool:
-    from . import encoder as encmod
+    from . import onnx as encmod
 
     return enc.model_sha256 == encmod.DEFAULT_MODEL_SHA256
