@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from mixllm.text.onnx import Encoder
+from mixllm.text.onnx import OnnxEncoder
 
 THREADS = 2
 TOPICS = ["bread", "the stock market", "photosynthesis", "a binary search tree", "the French "
@@ -48,10 +48,10 @@ def mixed_prompts(n: int, seed: int = 11) -> list[str]:
 
 @pytest.fixture(scope="module")
 def encoders():
-    return {b: Encoder(batch_size=b, threads=THREADS, cache_size=0) for b in (1, 8, 32)}
+    return {b: OnnxEncoder(batch_size=b, threads=THREADS, cache_size=0) for b in (1, 8, 32)}
 
 
-def stock_padding_encode(enc: Encoder, texts: list[str]) -> np.ndarray:
+def stock_padding_encode(enc: OnnxEncoder, texts: list[str]) -> np.ndarray:
     """One batch tokenised with the file's own settings (fixed padding and truncation, 128)."""
     tok = Tokenizer.from_file(str(enc.tokenizer_path))
     batch = tok.encode_batch(texts)
@@ -63,7 +63,7 @@ def stock_padding_encode(enc: Encoder, texts: list[str]) -> np.ndarray:
     return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
 
 
-def input_order_encode(enc: Encoder, texts: list[str]) -> np.ndarray:
+def input_order_encode(enc: OnnxEncoder, texts: list[str]) -> np.ndarray:
     """The encoder's batches without the sort: each batch padded to its own longest text."""
     ids, types = enc._tokenize(texts)
     b = enc.batch_size
@@ -108,7 +108,7 @@ def test_mixed_baseline_input_order(benchmark, encoders):
 
 @pytest.mark.benchmark(group="warm memory cache: 32 texts")
 def test_cache_hits(benchmark):
-    enc = Encoder(threads=THREADS)
+    enc = OnnxEncoder(threads=THREADS)
     want = enc.encode(SHORT)
     got = benchmark(enc.encode, SHORT)
     np.testing.assert_array_equal(got, want)

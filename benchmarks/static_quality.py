@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mixllm import data as D
-from mixllm.text.onnx import Encoder
+from mixllm.text.onnx import OnnxEncoder
 from mixllm.evaluation.evaluate import evaluate
 from mixllm.evaluation.experiments import _aggregate
 from mixllm.text.pipeline import PipelineConfig, prompt_view
@@ -39,7 +39,7 @@ def main() -> None:
     config = PipelineConfig()
     texts = [prompt_view(p, config.view) for p in data.prompts]
     emb, secs = {}, {}
-    for name, enc in (("minilm", Encoder(cache_dir=args.cache_dir)),
+    for name, enc in (("minilm", OnnxEncoder(cache_dir=args.cache_dir)),
                       ("static", StaticEncoder(progress=True))):
         t = time.perf_counter()
         emb[name] = enc.encode(texts, progress=True)

@@ -8,10 +8,11 @@ import numpy as np
 
 
 class HashEncoder:
-    """Bag of hashed words, L2-normalised: deterministic and instant.
+    """Bag of hashed words, L2-normalised: deterministic (across processes too) and instant.
 
-    Stands in for the transformer wherever only the plumbing around an encoder is under test
-    (it has the attributes TextRouter, evaluate and the proxy use).
+    A :class:`mixllm.text.encoder.Encoder` that stands in for the transformer wherever only the
+    plumbing around an encoder is under test. Like a transformer it embeds the first
+    ``max_length`` words only, and counts them all.
     """
 
     max_length = 512
@@ -27,7 +28,7 @@ class HashEncoder:
     def encode(self, texts, progress=False):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, t in enumerate(texts):
-            for w in t.lower().split():
+            for w in t.lower().split()[:self.max_length]:
                 h = int(hashlib.md5(w.encode()).hexdigest(), 16)
                 out[i, h % self.dim] += 1.0 if (h >> 8) % 2 else -1.0
             out[i] /= max(np.linalg.norm(out[i]), 1e-9)
@@ -35,3 +36,6 @@ class HashEncoder:
 
     def count_tokens(self, texts):
         return np.array([len(t.split()) for t in texts], dtype=np.int64)
+
+    def encode_with_counts(self, texts):
+        return self.encode(texts), self.count_tokens(texts)

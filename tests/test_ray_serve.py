@@ -4,13 +4,11 @@ Skipped unless ``ray[serve]`` is installed (the test extra installs it, so CI ru
 
 from __future__ import annotations
 
-import hashlib
 import socket
 import sys
 import threading
 import time
 
-import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -23,30 +21,12 @@ from mixllm import LLM
 from mixllm.serving.backend import Backend
 from mixllm.serving.ray_serve import build_app
 
+import fakes
+from fakes import HashEncoder
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",
                                         "ignore::pytest.PytestUnraisableExceptionWarning",
                                         "ignore::ResourceWarning")
-
-
-class HashEncoder:
-    """Bag of hashed words, L2-normalised: deterministic, instant, picklable."""
-
-    identity = "hash-16"
-    max_length = 512
-    model_sha256 = "0" * 64
-    dim = 16
-
-    def encode(self, texts, progress=False):
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in t.lower().split():
-                h = int(hashlib.md5(w.encode()).hexdigest(), 16)
-                out[i, h % self.dim] += 1.0 if (h >> 8) % 2 else -1.0
-            out[i] /= max(np.linalg.norm(out[i]), 1e-9)
-        return out
-
-    def count_tokens(self, texts):
-        return np.array([len(t.split()) for t in texts], dtype=np.int64)
 
 
 def fake_backend() -> FastAPI:
@@ -85,14 +65,17 @@ def backend_url():
 
 
 def test_feedback_on_one_replica_changes_decisions_on_another(backend_url):
+    # Ray ships the encoder to the replicas, whose workers cannot import the tests' modules:
+    # the test doubles travel by value.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.cloudpickle.register_pickle_by_value(fakes)
     port = free_port()
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         pool = [LLM("cheap", 0.1, 0.1), LLM("big", 10.0, 10.0)]
         backends = {n: Backend(n, f"{backend_url}/{n}/v1", n) for n in ("cheap", "big")}
-        serve.run(build_app(pool, backends, encoder=HashEncoder(), num_replicas=2,
+        serve.run(build_app(pool, backends, encoder=HashEncoder(16), num_replicas=2,
                             sync_every_s=0.2), route_prefix="/")
         url = f"http://127.0.0.1:{port}/v1"
         text = "prove the theorem about primes"

@@ -22,6 +22,8 @@ from mixllm import data as D
 from mixllm.text.pipeline import PipelineConfig, TextRouter
 from mixllm.text.tags import TagTransform
 
+from fakes import HashEncoder
+
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "tools"
 POOL = [LLM("gpt-4", 10.0, 30.0), LLM("gpt-3.5", 1.0, 2.0), LLM("mixtral", 0.6, 0.6)]
@@ -224,23 +226,6 @@ def test_ill_conditioned_feedback_gives_finite_decisions(scale):
         assert np.isfinite(np.stack([d.quality, d.output_tokens, d.cost, d.bonus, d.score])).all()
 
 
-class HashEncoder:
-    """A deterministic stand-in for the ONNX encoder: hashed words, L2-normalised."""
-
-    identity, max_length, model_sha256, dim = "hash-32", 512, "0" * 64, 32
-
-    def encode(self, texts, progress=False):
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in t.split()[:1000]:
-                out[i, hash(w) % self.dim] += 1.0
-            out[i] /= max(float(np.linalg.norm(out[i])), 1e-9)
-        return out
-
-    def count_tokens(self, texts):
-        return np.array([len(t.split()) for t in texts], dtype=np.int64)
-
-
 def test_text_inputs_empty_huge_and_invalid_unicode():
     rng = np.random.default_rng(0)
     E = rng.normal(size=(40, 32))
@@ -257,10 +242,10 @@ def test_text_inputs_empty_huge_and_invalid_unicode():
 
 def test_encoder_rejects_invalid_unicode_and_takes_huge_text():
     pytest.importorskip("onnxruntime")
-    from mixllm.text.onnx import Encoder  # noqa: PLC0415
+    from mixllm.text.onnx import OnnxEncoder  # noqa: PLC0415
 
     try:
-        enc = Encoder(cache_dir=None)
+        enc = OnnxEncoder(cache_dir=None)
     except FileNotFoundError as exc:  # pragma: no cover - model package absent
         pytest.skip(str(exc))
     for bad in (["ok", "\udc80"], "a single str", [b"bytes"], [None]):

@@ -180,9 +180,9 @@ def test_cli_fit_and_route_with_the_static_encoder(tmp_path, monkeypatch, capsys
 
 # ------------------------------------------------------------------------- the real model
 def test_distilled_minilm_table_is_reproducible_and_counts_like_minilm():
-    from mixllm.text.onnx import Encoder
+    from mixllm.text.onnx import OnnxEncoder
 
-    mini = Encoder(cache_size=0)
+    mini = OnnxEncoder(cache_size=0)
     texts = ["How do I bake bread?", "The stock market fell today.",
              "Write a Python function that reverses a list."]
     ids = np.unique(np.concatenate([mini._counter.encode(t, add_special_tokens=False).ids

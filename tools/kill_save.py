@@ -33,26 +33,11 @@ import numpy as np
 from mixllm import LLM, Router
 from mixllm.text.pipeline import PipelineConfig, TextRouter
 
+# The tests' encoder double (the save path only needs an encoder's identity).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fakes import HashEncoder  # noqa: E402
+
 POOL = [LLM(f"llm{k}", 0.5 + k, 1.0 + 2 * k) for k in range(6)]
-
-
-class HashEncoder:
-    """A deterministic stand-in for the ONNX encoder (the save path only needs its identity)."""
-
-    identity = "hash-16"
-    max_length = 64
-    model_sha256 = "0" * 64
-    dim = 16
-
-    def encode(self, texts, progress=False):
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            h = hashlib.sha256(t.encode()).digest()
-            out[i] = np.frombuffer(h[: self.dim], np.uint8) / 255.0 - 0.5
-        return out
-
-    def count_tokens(self, texts):
-        return np.array([len(t.split()) for t in texts], dtype=np.int64)
 
 
 def states(mode: str, dim: int, seed: int):
@@ -71,8 +56,8 @@ def states(mode: str, dim: int, seed: int):
         return a, b, probe
     cfg = PipelineConfig(ridge=1.0, alpha=0.1, tag_rank=2)
     domains = np.array([f"d{i % 5}" for i in range(n)])
-    a = TextRouter(POOL, cfg, HashEncoder()).fit(E, q, t, domains)
-    b = TextRouter(POOL, cfg, HashEncoder()).fit(E[::-1].copy(), q[::-1].copy(), t, domains)
+    a = TextRouter(POOL, cfg, HashEncoder(16)).fit(E, q, t, domains)
+    b = TextRouter(POOL, cfg, HashEncoder(16)).fit(E[::-1].copy(), q[::-1].copy(), t, domains)
     F = b.features(E)
     for i in range(40):
         b.router.feedback(F[i], POOL[i % len(POOL)].name, 1.0, 50)
@@ -93,7 +78,7 @@ def fingerprint(mode: str, obj, probe: np.ndarray) -> bytes:
 def load(mode: str, path: Path):
     if mode == "router":
         return Router.load(path)
-    return TextRouter.load(path, encoder=HashEncoder())
+    return TextRouter.load(path, encoder=HashEncoder(16))
 
 
 def run(mode: str, trials: int, dim: int, seed: int, folder: Path) -> dict:

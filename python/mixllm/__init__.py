@@ -39,11 +39,13 @@ _EXPORTS = {
     "load_data": "data",
     "load_pool": "data",
     "save_pool": "data",
+    "Encoder": "text.encoder",
     "CacheInfo": "text.onnx",
-    "Encoder": "text.onnx",
+    "OnnxEncoder": "text.onnx",
     "StaticEncoder": "text.static",
     "TagTransform": "text.tags",
     "PipelineConfig": "text.pipeline",
+    "TextDecision": "text.pipeline",
     "TextRouter": "text.pipeline",
 }
 
@@ -53,8 +55,9 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ imports on f
     from ._core import available_backends, set_simd_backend, simd_backend
     from .data import RoutingData, load_data, load_pool, save_pool
     from .router import Router
-    from .text.onnx import CacheInfo, Encoder
-    from .text.pipeline import PipelineConfig, TextRouter
+    from .text.encoder import Encoder
+    from .text.onnx import CacheInfo, OnnxEncoder
+    from .text.pipeline import PipelineConfig, TextDecision, TextRouter
     from .text.static import StaticEncoder
     from .text.tags import TagTransform
     from .types import LLM, DataError, Decision, EncoderError, StateError

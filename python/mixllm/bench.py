@@ -316,9 +316,9 @@ def run_text(encoders: tuple[str, ...] = ("static", "minilm"), k: int = 11, n: i
             enc = StaticEncoder(progress=progress)
             calls = n
         elif name == "minilm":
-            from .text.onnx import Encoder
+            from .text.onnx import OnnxEncoder
 
-            enc = Encoder(cache_size=0)
+            enc = OnnxEncoder(cache_size=0)
             calls = max(20, n // 20)
         else:
             raise ValueError(f"unknown encoder {name!r}; choose from static, minilm")

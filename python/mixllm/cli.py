@@ -47,10 +47,10 @@ def _encoder(args: argparse.Namespace):
         from .text.static import StaticEncoder
 
         return StaticEncoder(progress=not getattr(args, "quiet", False))
-    from .text.onnx import Encoder
+    from .text.onnx import OnnxEncoder
 
     cache = None if str(args.cache_dir).lower() == "none" else args.cache_dir
-    return Encoder(cache_dir=cache)
+    return OnnxEncoder(cache_dir=cache)
 
 
 def _static_table(args: argparse.Namespace) -> int:

@@ -18,8 +18,6 @@ decision is the first LLM with the largest score.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import math
 import os
@@ -32,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import _core, _reference
-from ._io import atomic_write
+from ._io import atomic_write, pack_checked, unpack_checked
 from .types import LLM, Decision, StateError
 
 __all__ = ["Router"]
@@ -266,14 +264,15 @@ class Router:
 
     def _inv_lam(self, lam: Any) -> float:
         """1 / lam for the routing hot paths: the default's kept value, a positive float
-        directly, anything else through the full check of :meth:`_lam`."""
+        directly, anything else through the full check of :meth:`_checked_inv_lam`."""
         if lam is None:
             return self._inv_lam_default
         if type(lam) is float and lam > 0.0:
             return 0.0 if lam == math.inf else 1.0 / lam
-        return self._lam(lam)
+        return self._checked_inv_lam(lam)
 
-    def _lam(self, lam: Any) -> float:
+    def _checked_inv_lam(self, lam: Any) -> float:
+        """1 / lam (0 for an infinite lam) after the full check of ``lam`` (None: the default)."""
         lam = self.lam if lam is None else _check_scalar("lam", lam, low=0.0, strict=True,
                                                          allow_inf=True)
         return 0.0 if math.isinf(lam) else 1.0 / lam
@@ -419,7 +418,7 @@ class Router:
         return self
 
     def feedback(self, x: Any, llm: str, quality: float, output_tokens: float,
-                 weight: float = 1.0) -> None:
+                 weight: float = 1.0) -> "Router":
         """Learn online from one observed response of ``llm`` to the query ``x``.
 
         Parameters
@@ -435,6 +434,11 @@ class Router:
         weight : float
             Weight of this observation in the ridge regression (> 0): ``A += w z z^T`` and
             ``b += w z y``. Below 1 for weaker signals such as thumbs.
+
+        Returns
+        -------
+        Router
+            ``self``, as :meth:`fit` and :meth:`merge` do.
         """
         # Lean path: type checks here; shape, finiteness, ranges, the intercept, log1p and the
         # unknown-LLM KeyError in the engine, all before any state changes.
@@ -449,10 +453,11 @@ class Router:
             raise KeyError(f"unknown LLM: {llm!r}")
         self._pool.observe(llm, x, float(quality), float(output_tokens), float(weight),
                            self.fit_intercept)
+        return self
 
     def feedback_thumbs(self, x: Any, llm: str, up: bool, output_tokens: float, *,
                         weight: float = 0.5, up_quality: float = 1.0,
-                        down_quality: float = 0.0) -> None:
+                        down_quality: float = 0.0) -> "Router":
         """Learn from a thumbs up/down on ``llm``'s response: a weaker, thresholded signal.
 
         The thumb becomes the quality ``up_quality`` or ``down_quality`` and is learned with
@@ -460,7 +465,8 @@ class Router:
         """
         if not isinstance(up, (bool, np.bool_)):
             raise ValueError(f"up must be a bool, got {type(up).__name__}")
-        self.feedback(x, llm, up_quality if up else down_quality, output_tokens, weight=weight)
+        return self.feedback(x, llm, up_quality if up else down_quality, output_tokens,
+                             weight=weight)
 
     def refactor(self) -> None:
         """Recompute every inverse exactly (re-anchors Sherman-Morrison drift)."""
@@ -633,7 +639,10 @@ class Router:
         The file is written to a temporary name in the same folder, flushed to disk and
         renamed over ``path``, so a crash leaves either the old file or the new one.
         """
-        path = Path(path)
+        atomic_write(path, self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        """The content of a :meth:`save` file (what pickling a router stores, too)."""
         arrays: dict[str, np.ndarray] = {}
         llms = []
         engine_state: dict[str, Any] = {}
@@ -663,39 +672,30 @@ class Router:
             "format": FORMAT, "version": FORMAT_VERSION, "config": self._config(),
             "llms": llms, "metadata": self.metadata, "engine": self.engine,
             "engine_state": engine_state,
-            "sha256": {k: hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
-                       for k, v in arrays.items()},
         }
-        arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        atomic_write(path, buf.getvalue())
+        return pack_checked(manifest, arrays)
+
+    def __reduce__(self) -> tuple:
+        # Pickled through the checked file format: what comes back is what load would give.
+        return (_router_from_bytes, (self.to_bytes(), self.engine))
 
     @classmethod
     def load(cls, path: str | os.PathLike, engine: str = "native") -> "Router":
         """Load a router saved by :meth:`save`; raises :class:`StateError` if the file is bad."""
         raw = Path(path).read_bytes()  # FileNotFoundError passes through as it is
-        try:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is a bad state file
-            raise StateError(f"{path}: not a readable mixllm router file ({exc})") from exc
-        try:
-            manifest = json.loads(bytes(data.pop("manifest")).decode())
-        except Exception as exc:  # noqa: BLE001
-            raise StateError(f"{path}: missing or unreadable manifest ({exc})") from exc
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return cls.from_bytes(raw, engine, source=path)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, engine: str = "native", *, source: Any = "<bytes>") -> "Router":
+        """A router from :meth:`to_bytes`'s content; :class:`StateError` naming ``source`` if bad."""
+        path = source
+        manifest, data = unpack_checked(raw, path, "mixllm router file", error=StateError)
+        if manifest.get("format") != FORMAT:
             raise StateError(f"{path}: not a mixllm router file")
         version = manifest.get("version")
         if version not in _READABLE_VERSIONS:
             raise StateError(f"{path}: format version {version!r} is not supported "
                              f"(this mixllm reads versions {list(_READABLE_VERSIONS)})")
-        sums = manifest.get("sha256", {})
-        if not isinstance(sums, dict) or set(sums) != set(data):
-            raise StateError(f"{path}: arrays do not match the manifest")
-        for key, arr in data.items():
-            if hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() != sums[key]:
-                raise StateError(f"{path}: checksum mismatch for array '{key}' (file corrupted)")
         try:
             # The manifest is not checksummed: what it says must agree with the arrays before
             # anything is allocated from it (a huge dim would exhaust memory).
@@ -740,6 +740,10 @@ class Router:
 
 
 _NATIVE_ARM_ARRAYS = ("U", "W", "Cinv", "b", "beta", "omega")
+
+
+def _router_from_bytes(raw: bytes, engine: str) -> Router:
+    return Router.from_bytes(raw, engine, source="<pickled router>")
 
 
 def _native_pool_from(router: Router, manifest: dict, llms: list[LLM], data: dict):

@@ -4,6 +4,7 @@ numbers and texts checked cell by cell, every problem a :class:`~mixllm.types.Da
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -27,6 +28,14 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
     return text.removeprefix("\ufeff")
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file's content; malformed JSON is a :class:`DataError` naming the file."""
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: malformed JSON ({exc})") from exc
 
 
 def _pandas():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import numpy as np
 from ..text.tokens import count_tokens, count_tokens_or_nan
 from ..types import LLM, DataError
 from ._files import (PathLike, _check_observed, _floats, _is_missing, _pandas, _price,
-                     _read_csv_strings, _read_parquet, _read_text, _text_or_none)
+                     _read_csv_strings, _read_json, _read_parquet, _text_or_none)
 from .dataset import RoutingData
 
 
@@ -70,10 +69,7 @@ def routerbench_pool(path: PathLike, latency: Mapping[str, tuple[float, float]] 
         path = path / "models.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (RouterBench's models.json)")
-    try:
-        raw = json.loads(_read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: malformed JSON ({exc})") from exc
+    raw = _read_json(path)
     if not isinstance(raw, dict):
         raise DataError(f"{path}: expected an object mapping model names to prices")
     profiles = ROUTERBENCH_LATENCY_ASSUMPTIONS if latency is None else latency

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -12,7 +11,7 @@ import numpy as np
 
 from ..text.tokens import count_tokens
 from ..types import DataError
-from ._files import (PathLike, _check_observed, _is_missing, _read_text)
+from ._files import PathLike, _check_observed, _is_missing, _read_json
 from .dataset import RoutingData
 from .pool import PoolLike
 
@@ -59,10 +58,7 @@ def load_routerdc(path: PathLike, *, pool: PoolLike = None,
     score_rows: list[dict[str, float]] = []
     models: dict[str, None] = {}
     for f in files:
-        try:
-            records = json.loads(_read_text(f))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{f}: malformed JSON ({exc})") from exc
+        records = _read_json(f)
         if not isinstance(records, list):
             raise DataError(f"{f}: expected a JSON list of records, got {type(records).__name__}")
         if not records:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..router import Router
+from ..text.encoder import Encoder
 from ..text.pipeline import PipelineConfig, TextRouter, domain_labels
 from ..types import LLM
 from .latency import QueueSimulator, WaitTracker, arrival_times
@@ -300,7 +301,7 @@ def _choose(qhat: np.ndarray, chat: np.ndarray, lam: float) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- evaluate
 def evaluate(train: Any, test: Any, reference: str, *, pool: Sequence[LLM] | None = None,
-             config: PipelineConfig | None = None, encoder: Any = None,
+             config: PipelineConfig | None = None, encoder: Encoder | None = None,
              lams: np.ndarray | None = None, online: str | None = None,
              tau: float = math.inf, baselines: Sequence[str] = BASELINES, seed: int = 0,
              progress: bool = False, embeddings: tuple[np.ndarray, np.ndarray] | None = None,

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..text.encoder import Encoder
 from ..text.pipeline import PipelineConfig, TextRouter, domain_labels, prompt_view
 from .evaluate import (REACH_TARGETS, Stream, _hull_at, default_lams, evaluate, hull,
                        replay, summarize)
@@ -45,7 +46,7 @@ def quality_at(curve: list[dict[str, float]], cost_pct: float) -> float | None:
 class _Context:
     """Data, embeddings (per view, cached), folds and the pool shared by the experiments."""
 
-    def __init__(self, data: Any, reference: str, encoder: Any, folds: int, seed: int,
+    def __init__(self, data: Any, reference: str, encoder: Encoder | None, folds: int, seed: int,
                  progress: bool) -> None:
         self.data = data
         self.reference = reference
@@ -336,7 +337,7 @@ def _budget(ctx: _Context, config: PipelineConfig,
     return out
 
 
-def run_experiment(name: str, data: Any, reference: str, *, encoder: Any,
+def run_experiment(name: str, data: Any, reference: str, *, encoder: Encoder | None,
                    config: PipelineConfig | None = None, folds: int = 5, seed: int = 0,
                    tau: float = 2.0, ratios: Sequence[float] = (0.3, 0.5, 0.7),
                    alpha: float = 0.05, new: Sequence[str] = (), progress: bool = False

@@ -24,7 +24,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..router import Router
+from ..text.encoder import Encoder
 from ..text.pipeline import PipelineConfig, TextRouter
 from ..types import LLM, Decision
 from .backend import Backend
@@ -130,7 +131,7 @@ class _State:
     """The router, the backends and what the proxy observed (shared by the handlers)."""
 
     def __init__(self, pool: Sequence[LLM], backends: Mapping[str, Backend],
-                 state_dir: Path | None, encoder: Any, config: ServeConfig,
+                 state_dir: Path | None, encoder: Encoder | None, config: ServeConfig,
                  pipeline: PipelineConfig | None) -> None:
         self.config = config
         self.state_dir = state_dir
@@ -146,7 +147,7 @@ class _State:
         self.sync_lock = threading.Lock()
         self.dirty = False
 
-    def _load_or_new(self, pool: list[LLM], encoder: Any, pipeline: PipelineConfig | None
+    def _load_or_new(self, pool: list[LLM], encoder: Encoder | None, pipeline: PipelineConfig | None
                      ) -> TextRouter:
         if self.state_dir is not None and (self.state_dir / "manifest.json").is_file():
             tr = TextRouter.load(self.state_dir, encoder=encoder)
@@ -170,10 +171,16 @@ class _State:
         return tr
 
     # ------------------------------------------------------------------ routing
-    def features(self, prompt: str) -> tuple[np.ndarray, float]:
-        tr = self.tr
-        x = tr.features(tr.embed([prompt]))[0]
-        return x, tr.input_tokens(prompt)
+    def replace_router(self, step: Callable[[Router], Router | None]) -> None:
+        """Run ``step(router)`` with learning held off; a router it returns replaces the
+        current one, with the proxy's present waiting times (a replica adopting the merged
+        state of its peers)."""
+        with self.sync_lock:
+            fresh = step(self.tr.router)
+            if fresh is not None:
+                for name in fresh.names:
+                    fresh.set_waiting_time(name, self.live.wait(name))
+                self.tr.set_router(fresh)
 
     def remember(self, rid: str, x: np.ndarray, llm: str, output_tokens: float) -> None:
         with self.lock:
@@ -293,7 +300,7 @@ class _SSE:
 
 
 def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
-               state_dir: str | Path | None = None, encoder: Any = None,
+               state_dir: str | Path | None = None, encoder: Encoder | None = None,
                config: ServeConfig | None = None, pipeline: PipelineConfig | None = None,
                id_prefix: str = "", forward_feedback: Any = None):
     """The proxy as an ASGI app.
@@ -394,25 +401,29 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
     async def healthz() -> dict[str, Any]:
         return {"ok": True, "llms": st.names}
 
-    async def read_json(request: Request) -> Any:
+    async def read_json(request: Request) -> tuple[Any, Any]:
+        """``(body, None)``, or ``(None, the error response)`` for a body too large or not JSON."""
         size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > cfg.max_body_bytes):
-            raise _TooLarge()
+        too_large = size is not None and (not size.isdigit() or int(size) > cfg.max_body_bytes)
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > cfg.max_body_bytes:
-                raise _TooLarge()
-        return json.loads(body)
+        if not too_large:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > cfg.max_body_bytes:
+                    too_large = True
+                    break
+        if too_large:
+            return None, _error(413, f"request body over {cfg.max_body_bytes} bytes")
+        try:
+            return json.loads(body), None
+        except ValueError:
+            return None, _error(400, "body must be JSON")
 
     @app.post("/v1/feedback")
     async def feedback(request: Request):
-        try:
-            body = await read_json(request)
-        except _TooLarge:
-            return _error(413, f"request body over {cfg.max_body_bytes} bytes")
-        except ValueError:
-            return _error(400, "body must be JSON")
+        body, error = await read_json(request)
+        if error is not None:
+            return error
         if not isinstance(body, dict) or not isinstance(body.get("id"), str):
             return _error(400, "feedback needs 'id' (a response id) and 'quality' or 'thumbs'")
         q, thumbs = body.get("quality"), body.get("thumbs")
@@ -442,12 +453,9 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        try:
-            body = await read_json(request)
-        except _TooLarge:
-            return _error(413, f"request body over {cfg.max_body_bytes} bytes")
-        except ValueError:
-            return _error(400, "body must be JSON")
+        body, error = await read_json(request)
+        if error is not None:
+            return error
         if not isinstance(body, dict):
             return _error(400, "body must be a JSON object")
         model = body.get("model")
@@ -456,9 +464,10 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
         except ValueError as exc:
             return _error(400, str(exc))
         t0 = time.perf_counter()
-        x, n_in = await run_in_threadpool(st.features, prompt)
         headers: dict[str, str] = {}
         if isinstance(model, str) and model in st.llms:
+            # Not routed, but featurised all the same: a feedback on the answer teaches it.
+            x, n_in = await run_in_threadpool(st.tr.featurize, prompt)
             order = [model]
             headers["x-mixllm-route"] = "passthrough"
         else:
@@ -476,7 +485,8 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                 except ValueError:
                     return _error(400, f"lam must be a number > 0 (or inf), got "
                                        f"{match.group(1)!r}")
-            d = st.tr.router.route(x, n_in, lam=lam)
+            routed = await run_in_threadpool(st.tr.decide, prompt, lam)
+            d, x, n_in = routed.decision, routed.features, routed.input_tokens
             ranked = np.argsort(-d.score, kind="stable")
             order = [d.names[k] for k in ranked]
             headers["x-mixllm-route"] = "routed"
@@ -597,16 +607,12 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
     return app
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class _BackendFailed(Exception):
     pass
 
 
 def run(pool_path: str | Path, state_dir: str | Path | None = None, host: str = "127.0.0.1",
-        port: int = 8000, encoder: Any = None, config: ServeConfig | None = None,
+        port: int = 8000, encoder: Encoder | None = None, config: ServeConfig | None = None,
         pipeline: PipelineConfig | None = None) -> None:
     """Serve the pool file's LLMs until interrupted (saves the state on shutdown)."""
     require_serve_extra()

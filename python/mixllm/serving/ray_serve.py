@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..text.encoder import Encoder
 from ..types import LLM
 from .backend import Backend
 
@@ -68,7 +69,7 @@ class _Replica:
     """One proxy replica (wrapped by ``serve.ingress`` in :func:`build_app`)."""
 
     def __init__(self, pool: Sequence[LLM], backends: Mapping[str, Backend], state_dir: Any,
-                 encoder: Any, config: Any, hub: Any, sync_every_s: float) -> None:
+                 encoder: Encoder | None, config: Any, hub: Any, sync_every_s: float) -> None:
         import ray
 
         from .proxy import ServeConfig, create_app
@@ -120,26 +121,26 @@ class _Replica:
                 st.feedback(rid, quality, up)
             except KeyError:
                 log.warning("forwarded feedback for an expired response id %s", rid)
-        with st.sync_lock:
-            router = st.tr.router
+
+        def exchange(router):
             delta = router.export_delta(self.last)
             if any(d["n_obs"] for d in delta["llms"].values()):
                 ray.get(self.hub.push.remote(delta))
             version, total = ray.get(self.hub.state.remote())
             if version == self.version:
-                return
+                return None
             fresh = self.initial.clone()
             if total is not None:
                 fresh.apply_delta(total)
-            for name in fresh.names:
-                fresh.set_waiting_time(name, st.live.wait(name))
-            st.tr.router = fresh
             self.last = fresh.clone()
             self.version = version
+            return fresh
+
+        st.replace_router(exchange)
 
 
 def build_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *, state_dir: Any = None,
-              encoder: Any = None, config: Any = None, num_replicas: int = 2,
+              encoder: Encoder | None = None, config: Any = None, num_replicas: int = 2,
               sync_every_s: float = 1.0, hub_name: str = "mixllm-hub"):
     """A Ray Serve application of ``num_replicas`` proxy replicas sharing one hub actor.
 

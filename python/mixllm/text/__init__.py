@@ -1,11 +1,16 @@
 """From prompt text to the router's features, and on to a decision.
 
-* :mod:`.tokens` -- token counts (the MiniLM WordPiece tokenizer, located on disk);
-* :mod:`.onnx` -- :class:`~.onnx.Encoder`, the frozen sentence encoder on ONNX Runtime;
-* :mod:`.static` -- :class:`~.static.StaticEncoder`, a token table distilled from it;
+* :mod:`.tokens` -- where the default model's files are; token counts with its tokenizer;
+* :mod:`.encoder` -- the :class:`~.encoder.Encoder` protocol every encoder meets, and the
+  input checks they share;
+* :mod:`.onnx` -- :class:`~.onnx.OnnxEncoder`, a frozen transformer on ONNX Runtime (MiniLM
+  by default);
+* :mod:`.static` -- :class:`~.static.StaticEncoder`, a token table distilled from it, pooled
+  in the C++ core;
 * :mod:`.tags` -- :class:`~.tags.TagTransform`, the learned tag-enhanced feature transform;
-* :mod:`.pipeline` -- :class:`~.pipeline.TextRouter`: prompt view, encoder, transform, router.
+* :mod:`.pipeline` -- :class:`~.pipeline.TextRouter`: prompt view, encoder, transform and
+  router; :meth:`~.pipeline.TextRouter.decide` is the one path from text to decision.
 
 Nothing here is imported with :mod:`mixllm` itself: each module loads its heavy dependencies
-(ONNX Runtime, tokenizers) only when it is imported.
+(ONNX Runtime, tokenizers, tqdm) only when it is imported.
 """

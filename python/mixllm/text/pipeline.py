@@ -6,9 +6,13 @@ choices that turn a prompt into the router's features:
 * the *view* of the prompt that is embedded (``"last_block"`` by default: few-shot prompts put
   the question actually asked in their last blank-line-separated block, and an encoder that
   truncates a long prompt on the right would otherwise see only the worked examples);
-* the frozen encoder (:class:`mixllm.text.onnx.Encoder`);
+* the frozen encoder (any :class:`mixllm.text.encoder.Encoder`; MiniLM by default);
 * the learned tag-enhanced transform (:class:`mixllm.text.tags.TagTransform`), switchable off;
 * the :class:`mixllm.router.Router` over the LLM pool.
+
+:meth:`TextRouter.decide` is the one path from text to decision: the CLI, the proxy and its
+Ray replicas all take it, and it returns the features and the input token count with the
+decision, so that a later feedback learns on exactly what was routed.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write
+from .._io import atomic_write, fsync_dir
 from ..router import Router
 from ..types import LLM, Decision
+from .encoder import Encoder
 from .tags import TagTransform, cluster_domains
 
-__all__ = ["PipelineConfig", "TextRouter", "prompt_view", "domain_labels", "VIEWS"]
+__all__ = ["PipelineConfig", "TextDecision", "TextRouter", "prompt_view", "domain_labels", "VIEWS"]
 
 VIEWS = ("full", "last_block", "first_last")
 _FORMAT = "mixllm-text-router"
@@ -130,6 +135,25 @@ class PipelineConfig:
         return cls(**{k: (float(v) if k in ("tau", "lam") else v) for k, v in d.items()})
 
 
+@dataclass(frozen=True)
+class TextDecision:
+    """A decision on a prompt, with what it was taken on.
+
+    Attributes
+    ----------
+    decision : Decision
+        The router's decision.
+    features : ndarray (d,) float64
+        The router features of the prompt (what :meth:`Router.feedback` learns on).
+    input_tokens : float
+        The prompt's tokens, as priced in the decision.
+    """
+
+    decision: Decision
+    features: np.ndarray
+    input_tokens: float
+
+
 @dataclass
 class TextRouter:
     """Encoder + view + tag transform + router: route raw prompt text.
@@ -140,15 +164,21 @@ class TextRouter:
 
     pool: list[LLM]
     config: PipelineConfig = field(default_factory=PipelineConfig)
-    encoder: Any = None
+    encoder: Encoder | None = None
     transform: TagTransform | None = None
     router: Router | None = None
 
-    def _encoder(self):
-        if self.encoder is None:
-            from .onnx import Encoder
+    def __post_init__(self) -> None:
+        if self.encoder is not None and not isinstance(self.encoder, Encoder):
+            raise TypeError(f"encoder must be a mixllm.text.encoder.Encoder (encode, "
+                            f"count_tokens, encode_with_counts, dim, identity, max_length, "
+                            f"model_sha256), got {type(self.encoder).__name__}")
 
-            self.encoder = Encoder()
+    def _encoder(self) -> Encoder:
+        if self.encoder is None:
+            from .onnx import OnnxEncoder
+
+            self.encoder = OnnxEncoder()
         return self.encoder
 
     def embed(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
@@ -202,23 +232,50 @@ class TextRouter:
         """Prompt tokens as mixllm counts them (the encoder's tokenizer, no truncation)."""
         return float(self._encoder().count_tokens([prompt])[0])
 
-    def route(self, prompt: str, lam: float | None = None,
-              input_tokens: float | None = None) -> Decision:
-        """Route one prompt; ``input_tokens`` defaults to :meth:`input_tokens`."""
-        router = self._require()
+    def featurize(self, prompt: str, input_tokens: float | None = None) -> tuple[np.ndarray, float]:
+        """The router features ``(d,)`` of one prompt and its input tokens (counted with the
+        encoder's tokenizer unless given). When the embedded view is the whole prompt, one
+        :meth:`~mixllm.text.encoder.Encoder.encode_with_counts` call gives both."""
         enc = self._encoder()
         text = prompt_view(prompt, self.config.view)
-        if input_tokens is None and text == prompt and hasattr(enc, "encode_with_counts"):
-            # One tokenisation gives both the embedding and the count (the static encoder).
+        if input_tokens is None and text == prompt:
             E, counts = enc.encode_with_counts([text])
-            return router.route(self.features(E)[0], float(counts[0]), lam=lam)
+            return self.features(E)[0], float(counts[0])
         x = self.features(enc.encode([text]))[0]
-        n_in = self.input_tokens(prompt) if input_tokens is None else input_tokens
-        return router.route(x, n_in, lam=lam)
+        return x, self.input_tokens(prompt) if input_tokens is None else float(input_tokens)
 
-    def feedback(self, prompt: str, llm: str, quality: float, output_tokens: float) -> None:
+    def decide(self, prompt: str, lam: float | None = None,
+               input_tokens: float | None = None) -> TextDecision:
+        """Route one prompt: the decision with the features and token count it was taken on
+        (see :meth:`featurize`); :meth:`learn` takes them back with the observed outcome."""
         router = self._require()
-        router.feedback(self.features(self.embed([prompt]))[0], llm, quality, output_tokens)
+        x, n_in = self.featurize(prompt, input_tokens)
+        return TextDecision(router.route(x, n_in, lam=lam), x, n_in)
+
+    def route(self, prompt: str, lam: float | None = None,
+              input_tokens: float | None = None) -> Decision:
+        """Route one prompt: ``decide(...).decision``."""
+        return self.decide(prompt, lam, input_tokens).decision
+
+    def feedback(self, prompt: str, llm: str, quality: float, output_tokens: float) -> "TextRouter":
+        """Learn one observed outcome on a prompt (embedded again; when the features of its
+        decision are at hand, :meth:`Router.feedback` on them saves that)."""
+        router = self._require()
+        x, _ = self.featurize(prompt, input_tokens=0.0)
+        router.feedback(x, llm, quality, output_tokens)
+        return self
+
+    def set_router(self, router: Router) -> Router:
+        """Replace the router (a replica adopting the merged state of its peers); returns the
+        one replaced. It must take the same features."""
+        old = self._require()
+        if not isinstance(router, Router):
+            raise TypeError(f"router must be a Router, got {type(router).__name__}")
+        if router.dim != old.dim:
+            raise ValueError(f"the new router takes {router.dim} features, this pipeline "
+                             f"makes {old.dim}")
+        self.router = router
+        return old
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | os.PathLike) -> None:
@@ -248,7 +305,7 @@ class TextRouter:
             transform_file = f"transform.{digest[:16]}.npz"
             atomic_write(folder / transform_file, raw)
             files[transform_file] = digest
-        _fsync_dir(folder)  # the data files are durable before the manifest names them
+        fsync_dir(folder)  # the data files are durable before the manifest names them
         enc = self._encoder()
         manifest = {
             "format": _FORMAT, "version": _VERSION, "config": self.config.to_json(),
@@ -262,7 +319,7 @@ class TextRouter:
                 old.unlink(missing_ok=True)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, encoder: Any = None) -> "TextRouter":
+    def load(cls, folder: str | os.PathLike, encoder: Encoder | None = None) -> "TextRouter":
         """Load a folder written by :meth:`save`; the default encoder unless one is given
         (its identity must match the one the router was trained with). A bad folder raises
         ``ValueError`` (:class:`~mixllm.router.StateError` for a bad router file), a missing
@@ -334,20 +391,13 @@ def _read_manifest(mpath: Path) -> dict[str, Any]:
     return manifest
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _encoder_kind(enc: Any) -> dict[str, Any]:
+def _encoder_kind(enc: Encoder) -> dict[str, Any]:
     """What :meth:`TextRouter.load` needs to rebuild the encoder: its kind, and for the static
     one the table (``None``: the default table of ``dim`` components, rebuilt if missing)."""
-    if getattr(enc, "kind", "transformer") != "static":
+    from .static import StaticEncoder, default_table_path
+
+    if not isinstance(enc, StaticEncoder):
         return {"kind": "transformer"}
-    from .static import default_table_path
 
     path = enc.table_path
     default = path is not None and path.name == default_table_path(enc.dim).name
@@ -355,13 +405,13 @@ def _encoder_kind(enc: Any) -> dict[str, Any]:
             "table": None if default or path is None else str(path)}
 
 
-def _rebuild_encoder(entry: dict[str, Any], folder: Path) -> Any:
+def _rebuild_encoder(entry: dict[str, Any], folder: Path) -> Encoder:
     kind = entry.get("kind", "transformer")  # version-1 folders and older saves: MiniLM
     max_length = int(entry["max_length"])
     if kind == "transformer":
-        from .onnx import Encoder
+        from .onnx import OnnxEncoder
 
-        return Encoder(max_length=max_length)
+        return OnnxEncoder(max_length=max_length)
     if kind == "static":
         from .static import DEFAULT_DIM, StaticEncoder
 
@@ -373,7 +423,7 @@ def _rebuild_encoder(entry: dict[str, Any], folder: Path) -> Any:
     raise ValueError(f"{folder}: unknown encoder kind {kind!r} in the manifest")
 
 
-def _is_default(enc: Any) -> bool:
-    from . import onnx as encmod
+def _is_default(enc: Encoder) -> bool:
+    from .onnx import DEFAULT_MODEL_SHA256
 
-    return enc.model_sha256 == encmod.DEFAULT_MODEL_SHA256
+    return enc.model_sha256 == DEFAULT_MODEL_SHA256

@@ -1,6 +1,6 @@
 """Static text encoder: a token-embedding table distilled from the ONNX transformer.
 
-The fast option beside :class:`mixllm.text.onnx.Encoder` (the accurate one). A text's tokens
+The fast option beside :class:`mixllm.text.onnx.OnnxEncoder` (the accurate one). A text's tokens
 ``t_1 .. t_L`` (the transformer's own WordPiece tokenizer, no special tokens, the first
 ``max_length`` kept) give::
 
@@ -41,7 +41,6 @@ sha256 is :attr:`StaticEncoder.model_sha256`.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -53,7 +52,8 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from .. import _core
-from .._io import atomic_write
+from .._io import atomic_write, pack_checked, unpack_checked
+from .encoder import check_text, check_texts
 
 __all__ = ["DEFAULT_DIM", "DEFAULT_MAX_LENGTH", "StaticEncoder", "StaticTable", "build_table",
            "default_table_path"]
@@ -68,10 +68,6 @@ _ENCODER_FORMAT = "mixllm-static-encoder/1"
 _SIF_A = 1e-3
 _UNRANKED = 1000.0
 _ARRAYS = ("table", "weights", "tokenizer")
-
-
-def _sha(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
 def default_table_path(dim: int = DEFAULT_DIM, cache_dir: str | os.PathLike | None = None
@@ -139,11 +135,8 @@ class StaticTable:
         """The ``.npz`` file content (table stored as float16)."""
         arrays = {"table": self.table.astype("<f2"), "weights": self.weights.astype("<f4"),
                   "tokenizer": np.frombuffer(self.tokenizer_json, dtype=np.uint8)}
-        meta = {"format": _TABLE_FORMAT, "version": _TABLE_VERSION, "spec": self.spec,
-                "sha256": {k: _sha(v) for k, v in arrays.items()}}
-        buf = io.BytesIO()
-        np.savez(buf, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-        return buf.getvalue()
+        meta = {"format": _TABLE_FORMAT, "version": _TABLE_VERSION, "spec": self.spec}
+        return pack_checked(meta, arrays, manifest_key="meta", text=True)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the table file atomically (temporary file, fsync, rename)."""
@@ -155,22 +148,11 @@ class StaticTable:
     def load(cls, path: str | os.PathLike) -> "StaticTable":
         """Read and check a table file; ``ValueError`` naming the problem if it is damaged."""
         path = Path(path)
-        data = path.read_bytes()
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                if sorted(z.files) != sorted(("meta", *_ARRAYS)):
-                    raise ValueError(f"arrays {sorted(z.files)}")
-                meta = json.loads(str(z["meta"]))
-                arrays = {k: z[k] for k in _ARRAYS}
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is a damaged table
-            raise ValueError(f"{path}: not a readable static table ({exc})") from exc
-        if not isinstance(meta, dict) or meta.get("format") != _TABLE_FORMAT \
-                or meta.get("version") != _TABLE_VERSION:
+        meta, arrays = unpack_checked(path.read_bytes(), path, "static table", manifest_key="meta")
+        if meta.get("format") != _TABLE_FORMAT or meta.get("version") != _TABLE_VERSION:
             raise ValueError(f"{path}: not a {_TABLE_FORMAT} v{_TABLE_VERSION} file")
-        sums = meta.get("sha256", {})
-        for k in _ARRAYS:
-            if sums.get(k) != _sha(arrays[k]):
-                raise ValueError(f"{path}: checksum mismatch in '{k}' (file corrupted)")
+        if sorted(arrays) != sorted(_ARRAYS):
+            raise ValueError(f"{path}: arrays {sorted(arrays)}, expected {sorted(_ARRAYS)}")
         if arrays["table"].dtype != np.dtype("<f2") or arrays["weights"].dtype != np.dtype("<f4") \
                 or arrays["tokenizer"].dtype != np.uint8:
             raise ValueError(f"{path}: unexpected array types")
@@ -181,11 +163,11 @@ class StaticTable:
 def build_table(encoder: Any = None, *, dim: int = DEFAULT_DIM,
                 token_ids: Sequence[int] | None = None, batch_size: int = 512,
                 progress: bool = False) -> StaticTable:
-    """Distil a table from a transformer :class:`~mixllm.text.onnx.Encoder` (default MiniLM).
+    """Distil a table from a transformer :class:`~mixllm.text.onnx.OnnxEncoder` (default MiniLM).
 
     Parameters
     ----------
-    encoder : Encoder, optional
+    encoder : OnnxEncoder, optional
         The transformer; its tokenizer becomes the table's.
     dim : int
         PCA components kept (at most the hidden size and the number of tokens distilled).
@@ -200,9 +182,9 @@ def build_table(encoder: Any = None, *, dim: int = DEFAULT_DIM,
     from tqdm import tqdm
 
     if encoder is None:
-        from .onnx import Encoder
+        from .onnx import OnnxEncoder
 
-        encoder = Encoder(cache_size=0)
+        encoder = OnnxEncoder(cache_size=0)
     tok_json = Path(encoder.tokenizer_path).read_bytes()
     tok = Tokenizer.from_str(tok_json.decode("utf-8"))
     V = tok.get_vocab_size()
@@ -220,10 +202,7 @@ def build_table(encoder: Any = None, *, dim: int = DEFAULT_DIM,
             # Each token as a one-token text, pooled exactly as the encoder pools a sentence.
             # Not normalised: a token's vector length is part of what it contributes to a sum.
             inp = np.stack([np.full(len(b), cls_id), b, np.full(len(b), sep_id)], axis=1)
-            arrays = {"input_ids": inp, "attention_mask": np.ones_like(inp),
-                      "token_type_ids": np.zeros_like(inp)}
-            feeds = {n: arrays[n].astype(t) for n, t in encoder._feeds}
-            hidden = encoder._session.run([encoder._output], feeds)[0]
+            hidden = encoder.token_states(inp)
             raw[s:s + len(b)] = hidden.astype(np.float64).mean(axis=1)
             bar.update(len(b))
     k = int(min(dim, raw.shape[0], raw.shape[1]))
@@ -250,9 +229,8 @@ def build_table(encoder: Any = None, *, dim: int = DEFAULT_DIM,
 class StaticEncoder:
     """Sentence embeddings from a static token table, pooled in the C++ core.
 
-    Same interface as :class:`mixllm.text.onnx.Encoder` where :class:`~mixllm.text.pipeline.TextRouter`
-    and :func:`mixllm.evaluation.evaluate.evaluate` use it (``encode``, ``encode_one``, ``count_tokens``,
-    ``identity``, ``dim``, ``max_length``, ``model_sha256``).
+    An :class:`~mixllm.text.encoder.Encoder`, like the transformer it is distilled from; its
+    :meth:`encode_with_counts` embeds and counts from one tokenisation.
 
     Parameters
     ----------
@@ -271,8 +249,6 @@ class StaticEncoder:
     progress : bool
         A progress bar while building.
     """
-
-    kind = "static"
 
     def __init__(self, table: StaticTable | str | os.PathLike | None = None, *,
                  dim: int = DEFAULT_DIM, max_length: int = DEFAULT_MAX_LENGTH,
@@ -345,14 +321,6 @@ class StaticEncoder:
                 f"identity='{self._identity}')")
 
     # ------------------------------------------------------------------ encoding
-    @staticmethod
-    def _texts(texts: Any, method: str) -> list[str]:
-        from .onnx import Encoder
-
-        out = Encoder._texts(texts, method)
-        Encoder._utf8(out)
-        return out
-
     def _pool(self, ids: list[list[int]]) -> np.ndarray:
         cut = [r[:self._max_length] for r in ids]
         offsets = np.zeros(len(cut) + 1, dtype=np.int64)
@@ -368,20 +336,18 @@ class StaticEncoder:
     def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         """Unit-norm float32 embeddings ``(n, dim)`` in input order (``progress`` is accepted
         for interface compatibility; encoding is fast enough not to need a bar)."""
-        return self._pool(self._ids(self._texts(texts, "encode")))
+        return self._pool(self._ids(check_texts(texts, "encode")))
 
     def encode_with_counts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`encode` and :meth:`count_tokens` from one tokenisation."""
-        ids = self._ids(self._texts(texts, "encode"))
+        ids = self._ids(check_texts(texts, "encode"))
         return self._pool(ids), np.array([len(r) for r in ids], dtype=np.int64)
 
     def encode_one(self, text: str) -> np.ndarray:
-        if not isinstance(text, str):
-            raise ValueError(f"text must be str, got {type(text).__name__}")
-        return self.encode([text])[0]
+        return self.encode([check_text(text)])[0]
 
     def count_tokens(self, texts: Sequence[str], *, special_tokens: bool = False) -> np.ndarray:
         """Token counts without truncation (the same counts as the transformer encoder's)."""
-        ids = self._ids(self._texts(texts, "count_tokens"))
+        ids = self._ids(check_texts(texts, "count_tokens"))
         extra = self._n_special if special_tokens else 0
         return np.array([len(r) + extra for r in ids], dtype=np.int64)

@@ -26,9 +26,6 @@ routing time. Applying the transform costs one small matrix product per query.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write
+from .._io import atomic_write, pack_checked, unpack_checked
 
 __all__ = ["TagTransform", "cluster_domains"]
 
@@ -300,30 +297,15 @@ class TagTransform:
         arrays = {"mu": f.mu, "W_dom": f.W_dom, "b_dom": f.b_dom, "P_cen": f.P_cen,
                   "P_str": f.P_str}
         manifest = {"format": _FORMAT, "version": _VERSION, "params": self._params(),
-                    "domains": f.domains,
-                    "sha256": {k: hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
-                               for k, v in arrays.items()}}
-        buf = io.BytesIO()
-        np.savez(buf, manifest=np.frombuffer(json.dumps(manifest).encode(), np.uint8), **arrays)
-        return buf.getvalue()
+                    "domains": f.domains}
+        return pack_checked(manifest, arrays)
 
     @classmethod
     def from_bytes(cls, raw: bytes, source: str = "<bytes>") -> "TagTransform":
         """Inverse of :meth:`to_bytes`; raises ``ValueError`` naming ``source`` if bad."""
-        try:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-            manifest = json.loads(bytes(data.pop("manifest")).decode())
-        except Exception as exc:  # noqa: BLE001 - any unreadable content is a bad file
-            raise ValueError(f"{source}: not a readable tag transform ({exc})") from exc
-        if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT \
-                or manifest.get("version") != _VERSION:
+        manifest, data = unpack_checked(raw, source, "tag transform")
+        if manifest.get("format") != _FORMAT or manifest.get("version") != _VERSION:
             raise ValueError(f"{source}: not a version-{_VERSION} mixllm tag transform")
-        sums = manifest.get("sha256", {})
-        if not isinstance(sums, dict) or set(sums) != set(data) or any(
-                hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest() != sums[k]
-                for k, v in data.items()):
-            raise ValueError(f"{source}: checksum mismatch (file corrupted)")
         # The manifest itself is not checksummed: check what it says against the arrays.
         try:
             params, domains = manifest["params"], manifest["domains"]

