@@ -62,7 +62,7 @@ def test_arrival_times_rate_and_determinism():
 
 
 def test_wait_tracker_adds_own_dispatches_and_drains():
-    from mixllm.evaluation.latency import WaitTracker
+    from mixllm.waiting import WaitTracker
 
     llm = LLM("m", 1, 1, ttft_s=1.0, tokens_per_s=10.0, slots=2)
     t = WaitTracker([llm])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import socket
@@ -281,6 +282,20 @@ def test_waiting_time_tracks_in_flight(proxy):
     for _ in range(slots + 1):
         st.live.finish("cheap", 0.2)
     assert st.live.in_flight["cheap"] == 0
+
+
+def test_routing_reads_the_waiting_time_belief_drained_since_its_measurement(proxy):
+    st = proxy.app.state.mixllm
+    st.tr.router.tau = 1.0
+    k = st.names.index("cheap")
+    st.measured("cheap", 5.0)  # measured now: the belief is the measurement
+    wait = math.log1p(st.decide("hi", None).decision.penalty[k])  # penalty = expm1(wait / tau)
+    assert 4.5 < wait <= 5.0
+    st.waits.refresh(time.monotonic() - 3.0, {"cheap": 5.0})  # measured 3 s ago: drained
+    wait = math.log1p(st.decide("hi", None).decision.penalty[k])
+    assert 1.5 < wait <= 2.0
+    st.measured("cheap", 0.0)
+    assert st.decide("hi", None).decision.penalty[k] == 0.0
 
 
 def test_load_test_overhead(proxy):

@@ -33,7 +33,8 @@ from ..router import Router
 from ..text.encoder import Encoder
 from ..text.pipeline import PipelineConfig, TextRouter, domain_labels
 from ..types import LLM
-from .latency import QueueSimulator, WaitTracker, arrival_times
+from ..waiting import WaitTracker
+from .latency import QueueSimulator, arrival_times
 
 __all__ = ["Stream", "hull", "cost_to_reach", "aiq", "default_lams", "evaluate",
            "replay", "REACH_TARGETS", "BASELINES"]

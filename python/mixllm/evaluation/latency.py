@@ -5,7 +5,8 @@ Each LLM serves ``slots`` requests at once; a request holds its slot for
 MixLLM paper simulates it). A request that finds every slot busy waits for the earliest one to
 free. The router does not see the live queue: as in the paper, each LLM's expected waiting
 time is refreshed on a period (10 s there) and held in between, so routing decisions act on
-slightly stale information, as they would in a service.
+slightly stale information, as they would in a service; :class:`mixllm.waiting.WaitTracker`
+(the same belief the proxy keeps) adds the router's own dispatches to each refresh.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from ..types import LLM
 
-__all__ = ["QueueSimulator", "WaitTracker", "arrival_times"]
+__all__ = ["QueueSimulator", "arrival_times"]
 
 
 def arrival_times(n: int, per_window: int = 100, window_s: float = 10.0, seed: int = 0,
@@ -126,51 +127,3 @@ class QueueSimulator:
             self._estimate[name] = 0.0
         self._next_refresh = 0.0
         self.last_refresh = -math.inf
-
-
-
-
-class WaitTracker:
-    """A router's running belief of each LLM's waiting time between two refreshes.
-
-    A refreshed measurement goes stale as soon as the router sends traffic: with 100 queries
-    per 10 s, a router that trusts the last refresh sends the whole window to whichever LLM was
-    idle at the refresh, and overloads it. The tracker adds what the router itself dispatched:
-    in a fluid model of the queue, a request adds ``(ttft_s + tokens / tokens_per_s) / slots``
-    seconds of backlog to its LLM, and backlog drains at one second per second::
-
-        wait_k(t) = max(0, measured_k + dispatched_k / slots_k - (t - t_refresh))
-
-    (the drain term only applies to backlog, so an idle LLM stays at 0 until it fills).
-    """
-
-    def __init__(self, llms: Sequence[LLM]) -> None:
-        self._llms = {llm.name: llm for llm in llms}
-        self._base: dict[str, float] = {n: 0.0 for n in self._llms}
-        self._added: dict[str, float] = {n: 0.0 for n in self._llms}
-        self._t = 0.0
-
-    def refresh(self, now: float, waits: dict[str, float]) -> None:
-        """Replace the belief with measured waits taken at ``now``."""
-        self._t = float(now)
-        for name in self._llms:
-            self._base[name] = max(0.0, float(waits.get(name, 0.0)))
-            self._added[name] = 0.0
-
-    def add_llm(self, llm: LLM) -> None:
-        self._llms[llm.name] = llm
-        self._base[llm.name] = 0.0
-        self._added[llm.name] = 0.0
-
-    def dispatched(self, name: str, output_tokens: float) -> None:
-        """Account for one request sent to ``name`` with this (predicted) output length."""
-        llm = self._llms[name]
-        service = llm.ttft_s + max(float(output_tokens), 0.0) / llm.tokens_per_s
-        self._added[name] += service / llm.slots
-
-    def estimate(self, name: str, now: float) -> float:
-        backlog = self._base[name] + self._added[name]
-        return max(0.0, backlog - max(0.0, float(now) - self._t)) if backlog > 0 else 0.0
-
-    def estimates(self, now: float) -> dict[str, float]:
-        return {n: self.estimate(n, now) for n in self._llms}

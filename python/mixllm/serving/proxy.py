@@ -33,8 +33,9 @@ import numpy as np
 
 from ..router import Router
 from ..text.encoder import Encoder
-from ..text.pipeline import PipelineConfig, TextRouter
+from ..text.pipeline import PipelineConfig, TextDecision, TextRouter
 from ..types import LLM, Decision
+from ..waiting import WaitTracker
 from .backend import Backend
 
 __all__ = ["ServeConfig", "create_app", "require_serve_extra", "run"]
@@ -87,10 +88,13 @@ class ServeConfig:
 
 
 class _Live:
-    """Per backend: requests in flight and the observed latency, turned into a waiting time.
+    """Per backend: requests in flight and the observed latency, the proxy's measurement of
+    its waiting time.
 
-    The expected wait of a new request is zero while a slot is free, else the mean observed
-    latency times the number of queued rounds ahead of it (``in_flight // slots``).
+    The measured wait of a new request is zero while a slot is free, else the mean observed
+    latency times the number of queued rounds ahead of it (``in_flight // slots``). Each
+    measurement refreshes the router's belief (:class:`mixllm.waiting.WaitTracker`, the model
+    the evaluation tests), which drains it between measurements.
     """
 
     def __init__(self, llms: Sequence[LLM], halflife: int) -> None:
@@ -110,10 +114,6 @@ class _Live:
             self.in_flight[name] -= 1
             if seconds is not None:
                 self.latency[name] = self._decay * self.latency[name] + (1 - self._decay) * seconds
-            return self._wait(name)
-
-    def wait(self, name: str) -> float:
-        with self._lock:
             return self._wait(name)
 
     def _wait(self, name: str) -> float:
@@ -140,6 +140,7 @@ class _State:
         self.names = self.tr.router.names
         self.llms = {m.name: m for m in self.tr.router.llms}
         self.live = _Live(self.tr.router.llms, config.latency_halflife)
+        self.waits = WaitTracker(self.tr.router.llms)
         self.pending: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
         self.lock = threading.Lock()  # pending table and the dirty flag
         # Held by learning and by anything that replaces the router (a replica's sync), so
@@ -171,6 +172,17 @@ class _State:
         return tr
 
     # ------------------------------------------------------------------ routing
+    def measured(self, name: str, wait: float) -> None:
+        """A measurement of ``name``'s waiting time (at a dispatch or a completion)."""
+        self.waits.refresh(time.monotonic(), {name: wait})
+
+    def decide(self, prompt: str, lam: float | None) -> TextDecision:
+        """Route a prompt on the believed waiting times of now."""
+        router = self.tr.router
+        for name, wait in self.waits.estimates(time.monotonic()).items():
+            router.set_waiting_time(name, wait)
+        return self.tr.decide(prompt, lam)
+
     def replace_router(self, step: Callable[[Router], Router | None]) -> None:
         """Run ``step(router)`` with learning held off; a router it returns replaces the
         current one, with the proxy's present waiting times (a replica adopting the merged
@@ -178,8 +190,8 @@ class _State:
         with self.sync_lock:
             fresh = step(self.tr.router)
             if fresh is not None:
-                for name in fresh.names:
-                    fresh.set_waiting_time(name, self.live.wait(name))
+                for name, wait in self.waits.estimates(time.monotonic()).items():
+                    fresh.set_waiting_time(name, wait)
                 self.tr.set_router(fresh)
 
     def remember(self, rid: str, x: np.ndarray, llm: str, output_tokens: float) -> None:
@@ -485,7 +497,7 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                 except ValueError:
                     return _error(400, f"lam must be a number > 0 (or inf), got "
                                        f"{match.group(1)!r}")
-            routed = await run_in_threadpool(st.tr.decide, prompt, lam)
+            routed = await run_in_threadpool(st.decide, prompt, lam)
             d, x, n_in = routed.decision, routed.features, routed.input_tokens
             ranked = np.argsort(-d.score, kind="stable")
             order = [d.names[k] for k in ranked]
@@ -507,14 +519,14 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
             key = be.api_key()
             if key:
                 req_headers["authorization"] = f"Bearer {key}"
-            st.tr.router.set_waiting_time(name, st.live.start(name))
+            st.measured(name, st.live.start(name))
             m_inflight.labels(name).inc()
             started = time.perf_counter()
             done = False
 
             def finish(ok: bool, name: str = name, started: float = started) -> None:
                 seconds = time.perf_counter() - started if ok else None
-                st.tr.router.set_waiting_time(name, st.live.finish(name, seconds))
+                st.measured(name, st.live.finish(name, seconds))
                 m_inflight.labels(name).dec()
                 if seconds is not None:
                     m_latency.labels(name).observe(seconds)
