@@ -11,6 +11,14 @@ Per LLM ``k`` (formulas shared with ``cpp/include/mixllm/pool.hpp``)::
     b_k     = ridge * theta0_k + sum x y^T  (T x d)
     theta_k = Ainv_k b_k                    (T x d)
 
+With forgetting (:meth:`RefPool.set_discount`, ``gamma < 1``; see :mod:`mixllm.router`), an
+online observation of LLM ``k`` is, with ``j = n_obs mod d`` and ``rho = (1 - gamma) ridge d``::
+
+    A_k <- gamma A_k + w x x^T + rho e_j e_j^T,   b_k <- gamma b_k + w x y^T
+
+(``Ainv`` scaled by ``1 / gamma``, then two Sherman-Morrison steps; ``theta`` is unchanged by
+the common scaling of ``A`` and ``b``.)
+
 and the score of LLM ``k`` for a query ``x`` with ``n_in`` input tokens::
 
     q_k     = theta_k[0] . x
@@ -222,6 +230,15 @@ class RefPool:
             raise ValueError("refactor_every must be positive")
 
     _version: int = 0
+    discount: float = 1.0
+    prior: float = 1.0
+
+    def set_discount(self, gamma: float, ridge: float) -> None:
+        """Forgetting factor of online updates (1: none) and the ridge its prior keeps."""
+        if not (0.0 < gamma <= 1.0) or not (ridge > 0 and math.isfinite(ridge)):
+            raise ValueError("discount must be in (0, 1] and ridge > 0")
+        with self._lock:
+            self.discount, self.prior = float(gamma), float(ridge)
 
     def __len__(self) -> int:
         return len(self._arms)
@@ -245,6 +262,7 @@ class RefPool:
                                 a.input_price, a.output_price, a.wait, a.n_obs, a.since_refactor)
                            for a in self._arms]
             other._version = self._version
+            other.discount, other.prior = self.discount, self.prior
             return other
 
     def fit(self, names, input_prices, output_prices, ridge, Z, Y) -> None:
@@ -386,21 +404,41 @@ class RefPool:
         y = s * np.asarray(y, np.float64)
         with self._lock:
             a = self._arms[self._index(name)]
-            a.A = a.A + np.outer(x, x)
-            a.b = a.b + np.outer(y, x)
-            u = a.Ainv @ x
-            denom = 1.0 + x @ u
-            a.Ainv = a.Ainv - np.outer(u, u) / denom
-            err = (y - a.theta @ x) / denom
-            a.theta = a.theta + np.outer(err, u)
+            g = self.discount
+            if g < 1.0:
+                a.A = g * a.A
+                a.b = g * a.b
+                a.Ainv = a.Ainv / g
+            self._rank1(a, x, y)
+            if g < 1.0:
+                e = np.zeros(self.dim)
+                e[a.n_obs % self.dim] = math.sqrt((1.0 - g) * self.prior * self.dim)
+                self._rank1(a, e, np.zeros_like(y))
             a.n_obs += 1
             a.since_refactor += 1
             if a.since_refactor >= self.refactor_every:
                 a.refactor()
 
+    @staticmethod
+    def _rank1(a: _Arm, x: np.ndarray, y: np.ndarray) -> None:
+        """A += x x^T, b += y x^T, with Ainv and theta by Sherman-Morrison."""
+        a.A = a.A + np.outer(x, x)
+        a.b = a.b + np.outer(y, x)
+        u = a.Ainv @ x
+        denom = 1.0 + x @ u
+        a.Ainv = a.Ainv - np.outer(u, u) / denom
+        err = (y - a.theta @ x) / denom
+        a.theta = a.theta + np.outer(err, u)
+
     def update_batch(self, name, X, Y) -> None:
         X = np.asarray(X, np.float64)
         Y = np.asarray(Y, np.float64)
+        if self.discount < 1.0:  # forgetting is defined observation by observation
+            with self._lock:
+                for x, y in zip(X, Y):
+                    self.update(name, x, y)
+                self.refactor(name)
+            return
         with self._lock:
             a = self._arms[self._index(name)]
             nxt = _Arm(a.name, a.A + X.T @ X, a.Ainv, a.b + Y.T @ X, a.theta, a.input_price,

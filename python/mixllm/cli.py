@@ -1,4 +1,4 @@
-"""The ``mixllm`` command line: eval, fit, route, serve, info."""
+"""The ``mixllm`` command line: eval, fit, route, experiment, ope, serve, info."""
 
 from __future__ import annotations
 
@@ -184,6 +184,53 @@ def _experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ope(args: argparse.Namespace) -> int:
+    from .decision_log import read_log
+    from .ope import RouterPolicy, TermsPolicy, evaluate_log
+
+    log = read_log(args.log)
+    if args.router is not None:
+        from .router import Router
+
+        path = args.router
+        if path.is_dir():  # a TextRouter folder ('mixllm fit --out'): its router
+            from .pipeline import TextRouter
+
+            router = TextRouter.load(path).router
+        else:
+            router = Router.load(path)
+        if args.alpha is not None or args.beta is not None:
+            raise ValueError("--alpha/--beta apply to the logged terms; with --router, set "
+                             "them on the router before saving it")
+        policy = RouterPolicy(router, lam=args.lam, temperature=args.temperature,
+                              epsilon=args.epsilon)
+    else:
+        policy = TermsPolicy(lam=args.lam, alpha=args.alpha, beta=args.beta,
+                             temperature=args.temperature, epsilon=args.epsilon)
+    res = evaluate_log(log, policy, direct=args.direct, n_boot=args.n_boot, level=args.level,
+                       seed=args.seed)
+    print(f"log: {args.log}  decisions: {res['n_decisions']}  LLMs: {len(res['llms'])}  "
+          f"candidate: {json.dumps(res['policy'])}")
+    print(f"{'outcome':8s} {'estimator':9s} {'estimate':>12s}   {int(args.level * 100)}% "
+          f"interval")
+    for o in ("quality", "cost"):
+        r = res[o]
+        for k in ("logged", "ips", "snips", "dr"):
+            e = r[k]
+            label = "(logging)" if k == "logged" else k
+            print(f"{o:8s} {label:9s} {e['estimate']:12.6g}   [{e['low']:.6g}, {e['high']:.6g}]")
+        note = "  (few rows agree with the candidate: intervals unreliable)" \
+            if r["ess"] < 50 else ""
+        print(f"{o:8s} rows used {r['n']} (left out, no {o} observed: {r['n_left_out']}); "
+              f"effective sample {r['ess']:.0f}; largest weight {r['max_weight']:.3g}{note}")
+    share = ", ".join(f"{n} {v:.1%}" for n, v in res["target_share"].items() if v > 0)
+    print(f"candidate's traffic: {share}")
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         from .serving.proxy import require_serve_extra, run
@@ -257,6 +304,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     _config_args(p)
     p.set_defaults(func=_experiment)
+
+    p = sub.add_parser("ope", help="estimate a candidate policy's quality and cost from a "
+                                   "decision log (off-policy evaluation)")
+    p.add_argument("--log", type=Path, required=True, help="decision log (JSONL)")
+    p.add_argument("--lam", type=float, help="candidate's willingness to pay (default: logged)")
+    p.add_argument("--alpha", type=float, help="candidate's bonus weight (default: logged)")
+    p.add_argument("--beta", type=float, help="candidate's latency weight (default: logged)")
+    p.add_argument("--router", type=Path, help="another fitted router (Router file or "
+                                               "'mixllm fit' folder) applied to the logged x")
+    p.add_argument("--temperature", type=float, default=0.0,
+                   help="candidate's softmax temperature (default 0: deterministic)")
+    p.add_argument("--epsilon", type=float, default=0.0, help="candidate's uniform mixing")
+    p.add_argument("--direct", choices=("logged", "policy"), default="logged",
+                   help="DR direct model: the logged predictions (default) or --router's")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--level", type=float, default=0.95, help="interval coverage")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, help="write the estimates as JSON")
+    p.set_defaults(func=_ope)
 
     p = sub.add_parser("static-table", help="distil the static encoder's token table from "
                                             "MiniLM (done at first use otherwise)")

@@ -14,6 +14,19 @@ where ``z`` is ``x`` with a trailing 1 when ``fit_intercept`` is set, ``A_k = ri
 sum z z^T`` over the queries LLM ``k`` was observed on, and ``lam`` (USD per unit of quality)
 is the willingness to pay: ``lam = inf`` routes on quality alone, a small ``lam`` on cost. The
 decision is the first LLM with the largest score.
+
+Forgetting (``discount = gamma < 1``, for non-stationary streams). Each online observation of
+LLM ``k`` first discounts what it knew, and keeps the ridge prior alive with one pseudo-row::
+
+    A_k <- gamma A_k + w z z^T + rho e_j e_j^T      rho = (1 - gamma) * ridge * D
+    b_k <- gamma b_k + w y z^T                     j = (n_obs_k mod D), D = dim of z
+
+so old observations weigh ``gamma^age`` (a memory of about ``1 / (1 - gamma)`` observations of
+that LLM) while the prior, topped up one coordinate at a time, averages exactly ``ridge * I``
+over every D observations. Plain discounting (``A <- gamma A + z z^T``) lets the prior decay as
+``gamma^n``: directions the queries never excite (the tag features' domain probabilities sum to
+the intercept) then go singular after a long stream. The pseudo-row form stays two rank-1
+terms per observation, so it keeps the engines' exact rank-1 updates.
 """
 
 from __future__ import annotations
@@ -34,6 +47,8 @@ from ._io import atomic_write, pack_checked, unpack_checked
 from .types import LLM, Decision, StateError
 
 __all__ = ["Router"]
+
+from .drift import DriftMonitor, DriftStat  # noqa: E402 - after __all__ for the reader
 
 FORMAT = "mixllm-router"
 FORMAT_VERSION = 2
@@ -102,6 +117,10 @@ class Router:
         Precision of the triangular factor the scoring reads (see :attr:`precision`);
         ``"float32"`` is an opt-in for the native engine: faster decisions, score terms within
         about 1e-6 relative of ``"float64"``'s, the same float64 learned state.
+    discount : float
+        Forgetting factor ``gamma`` in (0, 1] of online observations (see the module
+        docstring); 1 (the default) forgets nothing. Forgetting is implemented by the
+        reference engine; the native engine refuses ``discount < 1`` (``ValueError``).
 
     Notes
     -----
@@ -114,7 +133,7 @@ class Router:
                  tau: float = math.inf, ridge: float = 1.0, lam: float = math.inf,
                  fit_intercept: bool = True, cold_ridge: float | None = None,
                  refactor_every: int = 4096, engine: str = "native",
-                 precision: str = "float64") -> None:
+                 precision: str = "float64", discount: float = 1.0) -> None:
         try:
             pool = list(pool)
         except TypeError as exc:
@@ -135,6 +154,7 @@ class Router:
         if engine not in ("native", "reference"):
             raise ValueError(f"engine must be 'native' or 'reference', got {engine!r}")
         _check_precision(precision, engine)
+        self.discount = _check_discount(discount, engine)
         self.dim = int(dim)
         self.alpha = alpha
         self.beta = beta
@@ -150,6 +170,7 @@ class Router:
         self._llms: dict[str, LLM] = {}
         self._membership = threading.Lock()
         self._precision = precision
+        self._drift: DriftMonitor | None = None
         self._pool = self._new_pool()
         for llm in pool:
             self._pool.add_arm(llm.name, self.ridge, np.zeros((2, self._zdim)), llm.input_price,
@@ -223,7 +244,9 @@ class Router:
             pool = _core.Pool(self._zdim, 2, self.refactor_every)
             pool.float32 = self._precision == "float32"
             return pool
-        return _reference.RefPool(self._zdim, 2, self.refactor_every)
+        pool = _reference.RefPool(self._zdim, 2, self.refactor_every)
+        pool.set_discount(self.discount, self.ridge)
+        return pool
 
     @staticmethod
     def _array_fast(x: Any, name: str) -> Any:
@@ -366,6 +389,8 @@ class Router:
                 raise ValueError("cannot remove the last LLM: the pool would be empty")
             self._pool.remove_arm(name)
             del self._llms[name]
+            if self._drift is not None:
+                self._drift.forget(name)
 
     def set_waiting_time(self, name: str, seconds: float) -> None:
         """Set an LLM's current expected waiting time (seconds), used by the latency penalty."""
@@ -451,9 +476,54 @@ class Router:
             weight = _check_scalar("weight", weight, low=0.0, strict=True)
         if type(llm) is not str:
             raise KeyError(f"unknown LLM: {llm!r}")
+        if self._drift is not None:
+            self._observe_watched(x, llm, float(quality), float(output_tokens), float(weight))
+            return
         self._pool.observe(llm, x, float(quality), float(output_tokens), float(weight),
                            self.fit_intercept)
         return self
+
+    def _observe_watched(self, x: Any, llm: str, quality: float, output_tokens: float,
+                         weight: float) -> None:
+        """feedback with the drift monitor on: the prediction before learning, then the
+        residual once the observation is accepted."""
+        monitor = self._drift
+        means, _, names = self._pool.predict(self._feature(x))
+        names = list(names)
+        if llm not in names:
+            raise KeyError(f"unknown LLM: '{llm}'")
+        predicted = float(means[0, names.index(llm), 0])
+        self._pool.observe(llm, x, quality, output_tokens, weight, self.fit_intercept)
+        if monitor is not None:
+            monitor.observe(llm, quality - predicted)
+
+    # ------------------------------------------------------------------ change detection
+    @property
+    def drift_monitor(self) -> DriftMonitor | None:
+        """The change detector fed by :meth:`feedback` (``None`` until :meth:`monitor_drift`)."""
+        return self._drift
+
+    def monitor_drift(self, window: int = 200, threshold: float = 4.0,
+                      min_history: int | None = None) -> DriftMonitor:
+        """Track each LLM's prediction residuals from now on (see :mod:`mixllm.drift`).
+
+        Every :meth:`feedback` then also predicts the routed LLM's quality before learning
+        (one prediction: a few microseconds). Calling it again starts afresh; the statistics
+        are not saved with the router. Returns the monitor.
+        """
+        self._drift = DriftMonitor(window, threshold, min_history)
+        return self._drift
+
+    def drift(self) -> dict[str, DriftStat]:
+        """Per LLM in the pool: its change statistics (:class:`mixllm.drift.DriftStat`;
+        ``n = 0`` for an LLM without feedback yet). Raises ``ValueError`` when not
+        monitoring."""
+        monitor = self._drift
+        if monitor is None:
+            raise ValueError("drift monitoring is off: call monitor_drift() first")
+        stats = monitor.stats()
+        empty = DriftStat(0, math.nan, math.nan, math.nan, math.nan, 0.0, False, "")
+        return {name: stats.get(name, empty) for name in self.names}
 
     def feedback_thumbs(self, x: Any, llm: str, up: bool, output_tokens: float, *,
                         weight: float = 0.5, up_quality: float = 1.0,
@@ -523,6 +593,7 @@ class Router:
         other.metadata = json.loads(json.dumps(self.metadata))
         other._llms = dict(self._llms)
         other._membership = threading.Lock()
+        other._drift = None if self._drift is None else self._drift.copy()
         with self._membership:
             other._pool = self._pool.copy()
             other._llms = dict(self._llms)
@@ -550,6 +621,9 @@ class Router:
         """
         if base is not None and not isinstance(base, Router):
             raise ValueError(f"base must be a Router, got {type(base).__name__}")
+        if self.discount < 1.0:
+            raise ValueError("deltas are sums of observations; with forgetting (discount < 1) "
+                             "the base is discounted too, so replicas cannot be merged")
         if base is not None and (base.dim, base.fit_intercept) != (self.dim, self.fit_intercept):
             raise ValueError("base has another dimension or intercept setting")
         with self._membership:
@@ -580,6 +654,8 @@ class Router:
         Feedback given to this router *while* the delta is applied may be lost: serialise
         the two (a replica applies deltas between requests).
         """
+        if self.discount < 1.0:
+            raise ValueError("deltas cannot be applied to a forgetting router (discount < 1)")
         try:
             if delta["dim"] != self.dim or bool(delta["fit_intercept"]) != self.fit_intercept:
                 raise ValueError("the delta has another dimension or intercept setting")
@@ -630,7 +706,7 @@ class Router:
             "dim": self.dim, "alpha": self.alpha, "beta": self.beta, "tau": _jnum(self.tau),
             "ridge": self.ridge, "lam": _jnum(self.lam), "fit_intercept": self.fit_intercept,
             "cold_ridge": self.cold_ridge, "refactor_every": self.refactor_every,
-            "precision": self.precision,
+            "precision": self.precision, "discount": self.discount,
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -710,7 +786,8 @@ class Router:
                          tau=float(cfg["tau"]), ridge=cfg["ridge"], lam=float(cfg["lam"]),
                          fit_intercept=cfg["fit_intercept"], cold_ridge=cfg["cold_ridge"],
                          refactor_every=cfg["refactor_every"], engine=engine,
-                         precision=_loaded_precision(cfg.get("precision", "float64"), engine))
+                         precision=_loaded_precision(cfg.get("precision", "float64"), engine),
+                         discount=cfg.get("discount", 1.0))
             saved_engine = manifest.get("engine", "reference" if version == 1 else None)
             if engine == "native" and saved_engine == "native":
                 pool = _native_pool_from(router, manifest, llms, data)
@@ -782,6 +859,16 @@ def _check_precision(v: Any, engine: str) -> None:
         raise ValueError(f"precision must be 'float64' or 'float32', got {v!r}")
     if v == "float32" and engine != "native":
         raise ValueError("precision='float32' needs the native engine")
+
+
+def _check_discount(v: Any, engine: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+            or not 0.0 < float(v) <= 1.0:
+        raise ValueError(f"discount must be a number in (0, 1], got {v!r}")
+    if float(v) < 1.0 and engine != "reference":
+        raise ValueError("forgetting (discount < 1) is implemented by the reference engine "
+                         "only: use Router(..., engine='reference')")
+    return float(v)
 
 
 def _loaded_precision(v: Any, engine: str) -> str:
