@@ -271,3 +271,31 @@ def test_logger_rejects_bad_records(tmp_path, rng):
         with pytest.raises(ValueError):
             lg.log_feedback("x", quality=math.nan)
     assert (tmp_path / "l.jsonl").read_text() == ""
+
+
+def test_ope_command(tmp_path, rng, capsys):
+    from mixllm.cli import main
+
+    r = _router(rng)
+    ex = Explorer(temperature=0.1, epsilon=0.2, seed=1)
+    path = tmp_path / "d.jsonl"
+    with DecisionLogger(path) as lg:
+        for i, x in enumerate(rng.normal(size=(200, 4))):
+            c = ex.choose(r.route(x, 10.0))
+            lg.log_decision(f"q{i}", c.decision, chosen=c.llm, propensity=c.propensity,
+                            lam=r.lam, alpha=0.0, beta=0.0, input_tokens=10.0, x=x)
+            lg.log_feedback(f"q{i}", quality=float(x[c.index] > 0), cost=1e-4 * (c.index + 1))
+    r.save(tmp_path / "router.npz")
+    out = tmp_path / "ope.json"
+    assert main(["ope", "--log", str(path), "--lam", "1e-4", "--n-boot", "200",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "dr" in text and "effective sample" in text
+    res = json.loads(out.read_text())
+    assert res["policy"]["lam"] == 1e-4 and res["quality"]["n"] == 200
+    assert main(["ope", "--log", str(path), "--router", str(tmp_path / "router.npz"),
+                 "--direct", "policy", "--n-boot", "200"]) == 0
+    assert main(["ope", "--log", str(tmp_path / "missing.jsonl")]) == 2
+    (tmp_path / "bad.jsonl").write_text("{\n")
+    assert main(["ope", "--log", str(tmp_path / "bad.jsonl")]) == 2
+    assert "not JSON" in capsys.readouterr().err

@@ -174,7 +174,7 @@ def _experiment(args: argparse.Namespace) -> int:
     res = run_experiment(args.name, data, args.reference, encoder=_encoder(args),
                          config=_config(args), folds=args.folds, seed=args.seed,
                          tau=args.tau_s, alpha=args.explore, new=args.new or (),
-                         progress=not args.quiet)
+                         progress=not args.quiet, replays=args.replays)
     md = to_markdown(res)
     print(md)
     if args.json:
@@ -240,7 +240,12 @@ def _serve(args: argparse.Namespace) -> int:
     encoder = None
     if args.state is None or not (args.state / "manifest.json").is_file():
         encoder = _encoder(args)  # a cold start; a saved state names its own encoder
-    run(args.pool, args.state, host=args.host, port=args.port, encoder=encoder)
+    from .serve import ServeConfig
+
+    config = ServeConfig(decision_log=None if args.decision_log is None else str(args.decision_log),
+                         explore_temperature=args.explore_temperature,
+                         explore_epsilon=args.explore_epsilon, explore_seed=args.explore_seed)
+    run(args.pool, args.state, host=args.host, port=args.port, encoder=encoder, config=config)
     return 0
 
 
@@ -290,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("experiment", help="run one of the experiments of docs/RESULTS.md")
     p.add_argument("name", choices=("main", "continual", "tags", "newllm", "unseen", "signal",
-                                    "budget"))
+                                    "budget", "ope", "drift"))
     p.add_argument("--data", type=Path, required=True, help="routing data (file or folder)")
     p.add_argument("--reference", required=True)
     p.add_argument("--folds", type=int, default=5)
@@ -299,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explore", type=float, default=0.05,
                    help="LinUCB alpha for the online experiments (default 0.05)")
     p.add_argument("--new", nargs="*", help="LLMs to add mid-stream ('newllm')")
+    p.add_argument("--replays", type=int, default=50,
+                   help="seeded replays per log size ('ope', default 50)")
     p.add_argument("--json", type=Path)
     p.add_argument("--markdown", type=Path)
     p.add_argument("--quiet", action="store_true")
@@ -344,6 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prompt encoder for a cold start (default minilm)")
     p.add_argument("--cache-dir", type=Path, default=Path("none"),
                    help="embedding cache folder (default: none)")
+    p.add_argument("--decision-log", type=Path,
+                   help="append every decision and its observed cost/quality to this JSONL "
+                        "file (the input of 'mixllm ope')")
+    p.add_argument("--explore-temperature", type=float, default=0.0,
+                   help="sample the LLM from softmax(score / T) and log its propensity")
+    p.add_argument("--explore-epsilon", type=float, default=0.0,
+                   help="mix this share of uniform choices in (logged propensities)")
+    p.add_argument("--explore-seed", type=int, help="seed of the exploration (reproducible)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("info", help="print the version and the SIMD kernels in use")

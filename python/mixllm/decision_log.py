@@ -18,10 +18,12 @@ One JSON object per line, of two kinds, joined by ``id``:
                            judge another fitted router)
     policy        {...}    the explorer's settings (temperature, epsilon, seed)
 
-``{"kind": "feedback", "id": ..., "quality": q, "cost": c, "output_tokens": n}`` written when
-something about the response is observed (the proxy: cost and tokens when the response ends,
-quality when ``/v1/feedback`` arrives). Any field may be missing; for a field given several
-times the last value counts.
+``{"kind": "feedback", "id": ..., "llm": name, "quality": q, "cost": c, "output_tokens": n}``
+written when something about the response is observed (the proxy: cost and tokens when the
+response ends, quality when ``/v1/feedback`` arrives). Any field may be missing; for a field
+given several times the last value counts. ``llm`` names the LLM that answered: when it is not
+the chosen one (the proxy fell back to another after a failure) the row's outcomes are not the
+chosen LLM's, so :func:`read_log` leaves them out and counts the row.
 
 :func:`read_log` checks every line and returns the joined rows as arrays; a malformed line is a
 :class:`LogError` naming the line, never skipped silently. Feedback whose decision is not in the
@@ -31,6 +33,7 @@ file (a rotated log) is counted, not an error.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import threading
@@ -44,7 +47,9 @@ import numpy as np
 
 from .router import Decision
 
-__all__ = ["DecisionLogger", "DecisionLog", "LogError", "read_log", "TERMS"]
+__all__ = ["DecisionLogger", "DecisionLog", "DecisionRecorder", "LogError", "read_log", "TERMS"]
+
+log = logging.getLogger("mixllm.decision_log")
 
 TERMS = ("quality", "output_tokens", "cost", "bonus", "penalty", "score")
 _OUTCOMES = ("quality", "cost", "output_tokens")
@@ -130,11 +135,16 @@ class DecisionLogger:
         self._write(rec)
 
     def log_feedback(self, rid: str, *, quality: float | None = None, cost: float | None = None,
-                     output_tokens: float | None = None) -> None:
-        """Record what was observed about response ``rid`` (any of the three)."""
+                     output_tokens: float | None = None, llm: str | None = None) -> None:
+        """Record what was observed about response ``rid`` (any of the three), and which LLM
+        answered it (``llm``, optional)."""
         if not isinstance(rid, str) or not rid:
             raise ValueError("rid must be a non-empty string")
+        if llm is not None and (not isinstance(llm, str) or not llm):
+            raise ValueError("llm must be a non-empty string")
         rec: dict[str, Any] = {"kind": "feedback", "id": rid, "time": time.time()}
+        if llm is not None:
+            rec["llm"] = llm
         for name, v in (("quality", quality), ("cost", cost), ("output_tokens", output_tokens)):
             if v is None:
                 continue
@@ -142,7 +152,7 @@ class DecisionLogger:
                     or not math.isfinite(v):
                 raise ValueError(f"{name} must be a finite number, got {v!r}")
             rec[name] = float(v)
-        if len(rec) == 3:
+        if len(rec) == 3 + (llm is not None):
             raise ValueError("feedback needs at least one of quality, cost, output_tokens")
         self._write(rec)
 
@@ -171,6 +181,7 @@ class DecisionLog:
     x: np.ndarray | None
     probabilities: np.ndarray | None = None
     orphan_feedback: int = 0
+    fallback_rows: int = 0
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -275,7 +286,12 @@ def read_log(path: str | os.PathLike) -> DecisionLog:
                 decisions.append(d)
                 outcomes.append({})
             elif kind == "feedback":
-                vals = {k: _float(rec[k], k, where) for k in _OUTCOMES if k in rec}
+                vals: dict[str, Any] = {k: _float(rec[k], k, where) for k in _OUTCOMES
+                                        if k in rec}
+                if "llm" in rec:
+                    if not isinstance(rec["llm"], str):
+                        raise LogError(f"{where}: llm must be a string")
+                    vals["llm"] = rec["llm"]
                 if rid in index:
                     outcomes[index[rid]].update(vals)
                 else:
@@ -294,8 +310,13 @@ def read_log(path: str | os.PathLike) -> DecisionLog:
     ps = [d["probabilities"] for d in decisions]
     P = np.stack(ps) if all(p is not None for p in ps) else None
 
+    # Outcomes of another LLM than the chosen one (a fallback) are not the chosen action's.
+    fell_back = [("llm" in o and o["llm"] != llms[d["chosen"]]) for o, d in
+                 zip(outcomes, decisions)]
+
     def col(key: str) -> np.ndarray:
-        return np.array([o.get(key, math.nan) for o in outcomes])
+        return np.array([math.nan if fb else o.get(key, math.nan)
+                         for o, fb in zip(outcomes, fell_back)])
 
     return DecisionLog(
         ids=[d["id"] for d in decisions], llms=list(llms),
@@ -307,4 +328,61 @@ def read_log(path: str | os.PathLike) -> DecisionLog:
         beta=np.array([d["beta"] for d in decisions]),
         input_tokens=np.array([d["input_tokens"] for d in decisions]),
         quality=col("quality"), cost=col("cost"), output_tokens=col("output_tokens"),
-        x=X, probabilities=P, orphan_feedback=orphans)
+        x=X, probabilities=P, orphan_feedback=orphans, fallback_rows=int(sum(fell_back)))
+
+
+class DecisionRecorder:
+    """What a serving loop does with exploration and a decision log, in three calls:
+    :meth:`choose` (sample the LLM, log the decision), :meth:`outcome` (cost and tokens once
+    the response is complete) and :meth:`feedback` (quality when it arrives).
+
+    A failure to write the log (disk full, closed file) is logged and counted in
+    :attr:`errors`; it never fails the request being served.
+    """
+
+    def __init__(self, logger: DecisionLogger | None = None, explorer: Any = None) -> None:
+        from .exploration import Explorer
+
+        if logger is not None and not isinstance(logger, DecisionLogger):
+            raise ValueError(f"logger must be a DecisionLogger, got {type(logger).__name__}")
+        if explorer is not None and not isinstance(explorer, Explorer):
+            raise ValueError(f"explorer must be an Explorer, got {type(explorer).__name__}")
+        self.logger = logger
+        self.explorer = explorer
+        self.errors = 0
+
+    def _guard(self, fn: Any, *args: Any, **kw: Any) -> None:
+        if self.logger is None:
+            return
+        try:
+            fn(*args, **kw)
+        except (OSError, ValueError):
+            self.errors += 1
+            log.exception("writing the decision log %s failed", self.logger.path)
+
+    def choose(self, rid: str, decision: Decision, *, lam: float, alpha: float, beta: float,
+               input_tokens: float, x: Any = None) -> str:
+        """The LLM to send the query to (the explorer's sample, else the router's choice),
+        with the decision logged."""
+        if self.explorer is not None:
+            c = self.explorer.choose(decision)
+            chosen, prop, probs = c.llm, c.propensity, c.probabilities
+            policy = self.explorer.settings()
+        else:
+            chosen, prop, probs, policy = decision.llm, 1.0, None, None
+        self._guard(self.logger.log_decision if self.logger else None, rid, decision,
+                    chosen=chosen, propensity=prop, probabilities=probs, lam=lam, alpha=alpha,
+                    beta=beta, input_tokens=input_tokens, x=x, policy=policy)
+        return chosen
+
+    def outcome(self, rid: str, llm: str, cost: float, output_tokens: float) -> None:
+        self._guard(self.logger.log_feedback if self.logger else None, rid, cost=cost,
+                    output_tokens=output_tokens, llm=llm)
+
+    def feedback(self, rid: str, llm: str, quality: float) -> None:
+        self._guard(self.logger.log_feedback if self.logger else None, rid, quality=quality,
+                    llm=llm)
+
+    def close(self) -> None:
+        if self.logger is not None:
+            self.logger.close()

@@ -13,6 +13,11 @@ computed once per prompt view and cached on disk.
 ``budget``     a spend target held online by adapting ``lam`` (SpendController).
 ``signal``     how predictable each LLM's quality is from the query embedding, per task
                (cross-validated ROC AUC of a logistic regression; 0.5 = no signal).
+``ope``        off-policy evaluation checked where the truth is known: logs of an exploring
+               router replayed on held-out rows (every LLM's answer is in the data), candidate
+               policies estimated from them, interval coverage and error by log size.
+``drift``      one LLM's quality drops (or rises) halfway through a replayed stream: how many
+               queries until its traffic share settles, with and without forgetting.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from .latency import arrival_times
 
 __all__ = ["EXPERIMENTS", "run_experiment", "quality_at"]
 
-EXPERIMENTS = ("main", "continual", "tags", "newllm", "unseen", "signal", "budget")
+EXPERIMENTS = ("main", "continual", "tags", "newllm", "unseen", "signal", "budget", "ope",
+               "drift")
 COST_BANDS = (5.0, 10.0, 25.0, 50.0)
 
 
@@ -337,11 +343,297 @@ def _budget(ctx: _Context, config: PipelineConfig,
     return out
 
 
+def _ope_replay(ctx: _Context, config: PipelineConfig, *, lam0: float = 3e-3,
+                temperature: float = 0.05, epsilon: float = 0.1,
+                sizes: Sequence[int] = (250, 500, 1000, 2000, 4000), replays: int = 50,
+                n_boot: int = 1000, level: float = 0.95) -> dict[str, Any]:
+    """Logs of an exploring router replayed on each fold's held-out rows, where every LLM's
+    answer is known; candidate policies judged from the logs against their true values.
+
+    Replay ``r`` uses fold ``r mod folds``: the logging router is fitted on the fold's training
+    rows and routes ``n`` queries drawn with replacement from its held-out rows (the query
+    population), with ``lam0`` and the explorer (``temperature``, ``epsilon``); the log records
+    the routed LLM's quality and the data's cost. A candidate's truth is its mean quality and
+    cost over the whole population (it sees every answer there).
+    """
+    from ..decision_log import DecisionLog
+    from ..exploration import policy_probabilities
+    from ..router import Router
+    from ..ope import RouterPolicy, TermsPolicy, evaluate_log
+
+    E = ctx.embeddings(config.view)
+    folds = []
+    for tr_rows, te_rows in ctx.folds:
+        pop, kept = _stream(ctx, te_rows)
+        r = _fit(ctx, config, np.sort(tr_rows))
+        F = r.features(E[kept])
+        terms = np.stack([r.router.route(F[i], float(pop.input_tokens[i]), lam=lam0).terms
+                          for i in range(len(F))])
+        # "Another fitted router": the same features, ridge 100 instead of the config's.
+        train, train_rows = _stream(ctx, np.sort(tr_rows))
+        other = Router(r.router.llms, F.shape[1], ridge=100.0, lam=lam0)
+        other.fit(r.features(E[train_rows]),
+                  {m: train.quality[:, j] for j, m in enumerate(train.models)},
+                  {m: train.output_tokens[:, j] for j, m in enumerate(train.models)})
+        cols = [r.router.names.index(m) for m in pop.models]
+        terms = terms[:, :, cols]  # the data's model order, as the population's columns
+        folds.append({"pop": pop, "F": F, "terms": terms, "other": other})
+    candidates = {
+        f"lam {lam0 / 3:g} (cheaper)": lambda f: TermsPolicy(lam=lam0 / 3),
+        f"lam {lam0 * 3:g} (dearer)": lambda f: TermsPolicy(lam=lam0 * 3),
+        "lam inf (quality only)": lambda f: TermsPolicy(lam=math.inf),
+        "alpha 1 (bonus on)": lambda f: TermsPolicy(alpha=1.0),
+        "another fitted router (ridge 100)": lambda f: RouterPolicy(f["other"]),
+    }
+
+    def as_log(f: dict, idx: np.ndarray, chosen: np.ndarray, P: np.ndarray) -> DecisionLog:
+        n = len(idx)
+        rows = np.arange(n)
+        pop = f["pop"]
+        return DecisionLog(
+            ids=[str(i) for i in rows], llms=list(pop.models), chosen=chosen,
+            propensity=P[rows, chosen], terms=f["terms"][idx], lam=np.full(n, lam0),
+            alpha=np.full(n, config.alpha), beta=np.zeros(n),
+            input_tokens=pop.input_tokens[idx], quality=pop.quality[idx, chosen],
+            cost=pop.cost[idx, chosen], output_tokens=pop.output_tokens[idx, chosen],
+            x=f["F"][idx], probabilities=P)
+
+    truth: dict[str, list[tuple[float, float]]] = {}
+    for f in folds:
+        N = len(f["F"])
+        everything = np.arange(N)
+        full = as_log(f, everything, np.zeros(N, dtype=np.int64),
+                      np.full((N, len(f["pop"].models)), 1.0 / len(f["pop"].models)))
+        for name, make in candidates.items():
+            P = make(f).probabilities(full)
+            truth.setdefault(name, []).append(
+                (float((P * f["pop"].quality).sum(1).mean()),
+                 float((P * f["pop"].cost).sum(1).mean())))
+    out: dict[str, Any] = {"settings": {"lam0": lam0, "temperature": temperature,
+                                        "epsilon": epsilon, "replays": replays,
+                                        "n_boot": n_boot, "level": level,
+                                        "sizes": list(sizes)},
+                           "candidates": {}}
+    rec: dict[str, dict[int, list]] = {name: {n: [] for n in sizes} for name in candidates}
+    logged: dict[int, list] = {n: [] for n in sizes}
+    for n in sizes:
+        for rep in range(replays):
+            fi = rep % len(folds)
+            f = folds[fi]
+            rng = np.random.default_rng([ctx.seed, n, rep])
+            idx = rng.integers(0, len(f["F"]), n)
+            P = policy_probabilities(f["terms"][idx, 5], temperature, epsilon)
+            u = rng.random(n)
+            chosen = np.minimum((P.cumsum(axis=1) < u[:, None]).sum(axis=1), P.shape[1] - 1)
+            log = as_log(f, idx, chosen, P)
+            for name, make in candidates.items():
+                res = evaluate_log(log, make(f), n_boot=n_boot, level=level,
+                                   seed=int(rng.integers(2**31)))
+                rec[name][n].append((fi, res))
+            logged[n].append(float(np.mean(log.quality)))
+    for name in candidates:
+        per_size = {}
+        for n in sizes:
+            rows = rec[name][n]
+            entry: dict[str, Any] = {"ess_median": float(np.median(
+                [res["quality"]["ess"] for _, res in rows]))}
+            for oi, o in enumerate(("quality", "cost")):
+                t = np.array([truth[name][fi][oi] for fi, _ in rows])
+                for est in ("ips", "snips", "dr"):
+                    e = np.array([res[o][est]["estimate"] for _, res in rows])
+                    lo = np.array([res[o][est]["low"] for _, res in rows])
+                    hi = np.array([res[o][est]["high"] for _, res in rows])
+                    entry[f"{o}/{est}"] = {
+                        "coverage": float(np.mean((lo <= t) & (t <= hi))),
+                        "rmse": float(np.sqrt(np.mean((e - t) ** 2))),
+                        "mean_abs_error": float(np.mean(np.abs(e - t))),
+                        "bias": float(np.mean(e - t)),
+                        "median_width": float(np.median(hi - lo)),
+                    }
+            per_size[str(n)] = entry
+        out["candidates"][name] = {
+            "truth_quality": float(np.mean([t[0] for t in truth[name]])),
+            "truth_cost": float(np.mean([t[1] for t in truth[name]])),
+            "by_size": per_size}
+    out["logging_policy_quality"] = float(np.mean(logged[sizes[-1]]))
+    return out
+
+
+def _settle(share: np.ndarray, right: float, tol: float) -> int | None:
+    """Queries after the change until the trailing share stays within ``tol`` of ``right``
+    (``None``: not by the end of the stream)."""
+    off = np.abs(share - right) > tol
+    if off[-1]:
+        return None
+    bad = np.flatnonzero(off)
+    return 0 if len(bad) == 0 else int(bad[-1] + 1)
+
+
+def _drift(ctx: _Context, config: PipelineConfig, alpha: float, *, lam: float = 3e-3,
+           length: int = 4000, window: int = 200, tol: float = 0.25,
+           discounts: Sequence[float] = (1.0, 0.999, 0.995, 0.99, 0.98),
+           epsilon: float = 0.05) -> dict[str, Any]:
+    """One LLM changes halfway through a replayed stream; routers with and without forgetting.
+
+    Per fold: the router is fitted offline on the training rows; the stream is ``length``
+    queries drawn with replacement from the held-out rows, learned online (refined feedback).
+    At ``length // 2`` one LLM changes: ``drop``, the LLM with the largest traffic share
+    answers from then on as the pool's weakest LLM does (a weaker model behind its name);
+    ``rise``, the cheapest LLM answers as the strongest does, at its own price. The right
+    level is the target LLM's share under a router refitted offline on the training rows as
+    they would be after the change (same queries). Settling: queries after the change until the
+    trailing ``window`` share stays within ``tol`` of the gap (before -> right level, the
+    offline router's share before the change; at least 0.05) of that level. Lost: correct
+    answers and extra USD of the adaptive router against the refitted one over the second
+    half. The no-forgetting variants run on the native engine, the others on the reference
+    engine (the one that forgets).
+    """
+    from ..exploration import Explorer
+
+    E = ctx.embeddings(config.view)
+    cfg = replace(config, alpha=alpha)
+    variants = [(g, 0.0) for g in discounts] + [(1.0, epsilon), (min(discounts), epsilon)]
+    out: dict[str, Any] = {}
+    results: dict[str, dict[str, list[dict]]] = {"drop": {}, "rise": {}}
+    for fi, (tr_rows, te_rows) in enumerate(ctx.folds):
+        pop, kept = _stream(ctx, te_rows)
+        base = _fit(ctx, cfg, np.sort(tr_rows))
+        F = base.features(E[kept])
+        models = list(pop.models)
+        mean_q = np.nanmean(ctx.data.quality[np.sort(tr_rows)], axis=0)
+        first = np.array([models.index(base.router.names[k])
+                          for k in base.router.route_batch(F, pop.input_tokens, lam=lam)])
+        for scenario, per_variant in results.items():
+            if scenario == "drop":
+                target = int(np.argmax(np.bincount(first, minlength=len(models))))
+                source = int(np.argmin(mean_q))
+            else:
+                target = int(np.argmin(np.nanmean(pop.cost, axis=0)))
+                source = int(np.argmax(mean_q))
+            # the world after the change, for the stream and for the refitted router
+            q_after = pop.quality.copy()
+            q_after[:, target] = pop.quality[:, source]
+            tok_after = pop.output_tokens.copy()
+            cost_after = pop.cost.copy()
+            train = ctx.data.subset(np.sort(tr_rows))
+            tq = train.quality.copy()
+            tq[:, target] = train.quality[:, source]
+            refit = TextRouter(ctx.pool, cfg, ctx.encoder)
+            refit.fit(E[np.sort(tr_rows)], tq, train.output_tokens,
+                      domain_labels(train.task, train.tags))
+            F_refit = refit.features(E[kept])
+            rng = np.random.default_rng([ctx.seed, fi, 7])
+            idx = rng.integers(0, len(F), length)
+            half = length // 2
+            right_choice = refit.router.route_batch(F_refit[idx[half:]],
+                                                    pop.input_tokens[idx[half:]], lam=lam)
+            right_names = [refit.router.names[k] for k in right_choice]
+            right_idx = np.array([models.index(n) for n in right_names])
+            right_share = float(np.mean(right_idx == target))
+            before_share = float(np.mean(first == target))  # the offline router's share
+            band = max(0.05, tol * abs(before_share - right_share))
+            rows2 = idx[half:]
+            right_q = q_after[rows2, right_idx]
+            right_c = cost_after[rows2, right_idx]
+            for gamma, eps in variants:
+                if gamma == 1.0:
+                    r = base.router.clone()
+                    r.lam = lam
+                else:
+                    r = _reference_copy(base.router, gamma, lam)
+                mon = r.monitor_drift(window=50, min_history=200)
+                ex = Explorer(epsilon=eps, seed=int(rng.integers(2**31))) if eps else None
+                choice = np.empty(length, dtype=np.int64)
+                detected = None
+                for t, i in enumerate(idx):
+                    d = r.route(F[i], float(pop.input_tokens[i]))
+                    name = ex.choose(d).llm if ex is not None else d.llm
+                    k = models.index(name)
+                    choice[t] = k
+                    q = q_after[i, k] if t >= half else pop.quality[i, k]
+                    r.feedback(F[i], name, float(q), float(tok_after[i, k]))
+                    if detected is None and t >= half and k == target:
+                        s = mon.stats().get(models[target])
+                        if s is not None and s.drifted:
+                            detected = t - half
+                sec = choice[half:]
+                hit = (sec == target).astype(float)
+                trailing = np.convolve(hit, np.ones(window) / window, mode="valid")
+                settle = _settle(trailing, right_share, band)
+                settle_q = None if settle is None else settle + window
+                q2 = q_after[rows2, sec]
+                c2 = cost_after[rows2, sec]
+                upto = len(sec) if settle_q is None else settle_q
+                q1 = pop.quality[idx[:half], choice[:half]]
+                per_variant.setdefault(_variant_name(gamma, eps), []).append({
+                    "target": models[target], "source": models[source],
+                    "share_before": float(np.mean(choice[:half] == target)),
+                    "right_share": right_share, "band": band,
+                    "share_last_quarter": float(np.mean(sec[len(sec) // 2:] == target)),
+                    "settle_queries": settle_q,
+                    "detected_after": detected,
+                    "lost_correct_until_settled": float((right_q[:upto] - q2[:upto]).sum()),
+                    "extra_usd_until_settled": float((c2[:upto] - right_c[:upto]).sum()),
+                    "lost_correct_second_half": float((right_q - q2).sum()),
+                    "extra_usd_second_half": float((c2 - right_c).sum()),
+                    "quality_first_half": float(q1.mean()),
+                    "quality_second_half": float(q2.mean()),
+                    "right_quality_second_half": float(right_q.mean()),
+                })
+    for scenario, per_variant in results.items():
+        out[scenario] = {name: _drift_summary(rows) for name, rows in per_variant.items()}
+    out["settings"] = {"lam": lam, "length": length, "window": window, "tol": tol,
+                       "alpha": alpha, "epsilon": epsilon, "folds": len(ctx.folds)}
+    return out
+
+
+def _reference_copy(router: Any, discount: float, lam: float) -> Any:
+    """The router's learned state in a reference-engine router with forgetting ``discount``
+    (the reference engine is the one that forgets; its state is rebuilt from the exact A, b)."""
+    from ..router import Router
+
+    r = Router(router.llms, router.dim, alpha=router.alpha, beta=router.beta, tau=router.tau,
+               ridge=router.ridge, lam=lam, fit_intercept=router.fit_intercept,
+               engine="reference", discount=discount)
+    src = router._pool.copy()
+    pool = r._new_pool()
+    for name, llm in zip(src.names(), router.llms):
+        a = src.arm(name)
+        pool.add_arm_state(name, a["A"], None, a["b"], None, int(a["n_obs"]), 0,
+                           llm.input_price, llm.output_price)
+    r._pool = pool
+    return r
+
+
+def _variant_name(gamma: float, eps: float) -> str:
+    name = "no forgetting" if gamma == 1.0 else f"discount {gamma:g}"
+    return name + (f", epsilon {eps:g}" if eps else "")
+
+
+def _drift_summary(rows: list[dict]) -> dict[str, Any]:
+    settles = [r["settle_queries"] for r in rows]
+    detect = [r["detected_after"] for r in rows]
+    out: dict[str, Any] = {"per_fold": rows,
+                           "targets": sorted({f"{r['target']} <- {r['source']}" for r in rows}),
+                           "settled_folds": sum(s is not None for s in settles),
+                           "settle_median": (float(np.median(settles))
+                                             if all(s is not None for s in settles) else None),
+                           "detected_folds": sum(d is not None for d in detect),
+                           "detected_median": (float(np.median([d for d in detect
+                                                                if d is not None]))
+                                               if any(d is not None for d in detect) else None)}
+    for k in ("share_before", "right_share", "share_last_quarter", "lost_correct_until_settled",
+              "extra_usd_until_settled", "lost_correct_second_half", "extra_usd_second_half",
+              "quality_first_half", "quality_second_half", "right_quality_second_half"):
+        out[k] = float(np.mean([r[k] for r in rows]))
+    return out
+
+
 def run_experiment(name: str, data: Any, reference: str, *, encoder: Encoder | None,
                    config: PipelineConfig | None = None, folds: int = 5, seed: int = 0,
                    tau: float = 2.0, ratios: Sequence[float] = (0.3, 0.5, 0.7),
-                   alpha: float = 0.05, new: Sequence[str] = (), progress: bool = False
-                   ) -> dict[str, Any]:
+                   alpha: float = 0.05, new: Sequence[str] = (), progress: bool = False,
+                   replays: int = 50) -> dict[str, Any]:
     """Run one experiment; returns a JSON-ready dict with its settings and results."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose from {EXPERIMENTS}")
@@ -364,6 +656,10 @@ def run_experiment(name: str, data: Any, reference: str, *, encoder: Encoder | N
         result = _signal(ctx, config)
     elif name == "budget":
         result = _budget(ctx, config)
+    elif name == "ope":
+        result = _ope_replay(ctx, config, replays=replays)
+    elif name == "drift":
+        result = _drift(ctx, config, alpha)
     else:
         result = _unseen(ctx, config, alpha)
     return {"experiment": name, "reference": reference, "folds": folds, "seed": seed,
@@ -374,6 +670,10 @@ def run_experiment(name: str, data: Any, reference: str, *, encoder: Encoder | N
 def to_markdown(result: dict[str, Any]) -> str:
     """Tables of an experiment's results: one row per router or variant."""
     lines: list[str] = []
+    if result["experiment"] == "ope":
+        return _ope_markdown(result["results"])
+    if result["experiment"] == "drift":
+        return _drift_markdown(result["results"])
     if result["experiment"] == "budget":
         lines.append("| target | cost % achieved (whole stream) | second half | quality % | "
                      "second half | final lam |")
@@ -438,3 +738,58 @@ def to_markdown(result: dict[str, Any]) -> str:
 
     walk(result["results"], 4)
     return "\n".join(lines)
+
+
+def _ope_markdown(res: dict[str, Any]) -> str:
+    st = res["settings"]
+    lines = [f"Logging policy: lam {st['lam0']:g}, softmax temperature {st['temperature']:g}, "
+             f"epsilon {st['epsilon']:g} (mean quality {res['logging_policy_quality']:.3f}); "
+             f"{st['replays']} replays per log size, {st['level']:.0%} percentile-bootstrap "
+             f"intervals ({st['n_boot']} resamples).", "",
+             "| candidate (true quality, cost USD/query) | log size | effective sample | "
+             "coverage quality IPS / SNIPS / DR | RMSE quality IPS / SNIPS / DR | "
+             "coverage cost IPS / SNIPS / DR | RMSE cost (x1e-5 USD) IPS / SNIPS / DR |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, c in res["candidates"].items():
+        for n, e in c["by_size"].items():
+            def cells(o: str, key: str, scale: float = 1.0, digits: int = 3) -> str:
+                return " / ".join(f"{e[f'{o}/{k}'][key] * scale:.{digits}f}"
+                                  for k in ("ips", "snips", "dr"))
+            lines.append(f"| {name} ({c['truth_quality']:.3f}, {c['truth_cost']:.2e}) | {n} | "
+                         f"{e['ess_median']:.0f} | {cells('quality', 'coverage', digits=2)} | "
+                         f"{cells('quality', 'rmse')} | {cells('cost', 'coverage', digits=2)} | "
+                         f"{cells('cost', 'rmse', 1e5, 2)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _drift_markdown(res: dict[str, Any]) -> str:
+    st = res["settings"]
+    lines = [f"lam {st['lam']:g}, LinUCB alpha {st['alpha']:g}; {st['length']} queries per "
+             f"stream, the change at {st['length'] // 2}; share measured over a trailing "
+             f"{st['window']}-query window; settled once within {st['tol']:.0%} of the gap "
+             f"(share before -> right share; at least 0.05) of the right level for good; "
+             f"means over {st['folds']} folds (settling: median over folds, counted from the "
+             f"change, so at least the window).", ""]
+    for scenario in ("drop", "rise"):
+        block = res[scenario]
+        first = next(iter(block.values()))
+        lines += [f"#### {scenario}: {', '.join(first['targets'])}", "",
+                  "| variant | share before | right share | share, last quarter | queries to "
+                  "settle (median) | flagged after (median) | correct answers lost until "
+                  "settled | extra USD until settled | lost, whole 2nd half | quality 1st / "
+                  "2nd half (right 2nd) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, v in block.items():
+            settle = (f"{v['settle_median']:.0f}" if v["settle_median"] is not None
+                      else f"not in {len(v['per_fold']) - v['settled_folds']} of "
+                           f"{len(v['per_fold'])} folds")
+            det = "-" if v["detected_median"] is None else \
+                f"{v['detected_median']:.0f} ({v['detected_folds']}/{len(v['per_fold'])})"
+            lines.append(
+                f"| {name} | {v['share_before']:.2f} | {v['right_share']:.2f} | "
+                f"{v['share_last_quarter']:.2f} | {settle} | {det} | "
+                f"{v['lost_correct_until_settled']:.1f} | {v['extra_usd_until_settled']:.3f} | "
+                f"{v['lost_correct_second_half']:.1f} | {v['quality_first_half']:.3f} / "
+                f"{v['quality_second_half']:.3f} ({v['right_quality_second_half']:.3f}) |")
+        lines.append("")
+    return "\n".join(lines) + "\n"

@@ -31,6 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from ..decision_log import DecisionLogger, DecisionRecorder
+from ..drift import DriftCollector
+from ..exploration import Explorer
 from ..router import Router
 from ..text.encoder import Encoder
 from ..text.pipeline import PipelineConfig, TextDecision, TextRouter
@@ -77,6 +80,17 @@ class ServeConfig:
         Weight of a thumb in the ridge regression (a refined quality has weight 1).
     save_state : bool
         Save to ``state_dir`` (``False``: load it only, e.g. one of several replicas).
+    decision_log : str, optional
+        JSONL file that every routed decision and its observed cost, tokens and quality are
+        appended to (:mod:`mixllm.decision_log`; the input of ``mixllm ope``).
+    log_features : bool
+        Put the router's features of each query in the decision log.
+    explore_temperature, explore_epsilon, explore_seed :
+        Stochastic routing (:class:`mixllm.exploration.Explorer`): the LLM is sampled from
+        the scores and its propensity logged. Both 0 (default): the router's own choice.
+    drift_window : int
+        Window of the per-LLM change detector behind ``mixllm_drift_*`` in ``/metrics``
+        (:mod:`mixllm.drift`); 0 turns it off.
     """
 
     max_body_bytes: int = 1 << 20
@@ -85,6 +99,12 @@ class ServeConfig:
     latency_halflife: int = 20
     feedback_weight_thumbs: float = 0.5
     save_state: bool = True
+    decision_log: str | None = None
+    log_features: bool = True
+    explore_temperature: float = 0.0
+    explore_epsilon: float = 0.0
+    explore_seed: int | None = None
+    drift_window: int = 200
 
 
 class _Live:
@@ -350,7 +370,11 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
     cfg = config or ServeConfig()
     st = _State(pool, backends, None if state_dir is None else Path(state_dir), encoder, cfg,
                 pipeline)
+    rec = _recorder(cfg)
+    if cfg.drift_window:
+        st.tr.router.monitor_drift(window=cfg.drift_window)
     reg = prom.CollectorRegistry()
+    reg.register(DriftCollector(lambda: st.tr.router))
     m_req = prom.Counter("mixllm_requests", "Chat completions by answering LLM and outcome",
                          ["llm", "outcome"], registry=reg)
     m_routed = prom.Counter("mixllm_routed", "Routing decisions by chosen LLM", ["llm"],
@@ -394,6 +418,7 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                     await task
             await app.state.http.aclose()
             st.save()
+            rec.close()
 
     app = FastAPI(title="mixllm", lifespan=lifespan)
     app.state.mixllm = st
@@ -461,6 +486,7 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                 return JSONResponse({"ok": True, "queued": True}, status_code=202)
             return _error(404, f"unknown or expired response id {body['id']!r}")
         m_feedback.labels(llm, "quality" if q is not None else "thumbs").inc()
+        rec.feedback(body["id"], llm, q if q is not None else (1.0 if up else 0.0))
         return {"ok": True, "llm": llm}
 
     @app.post("/v1/chat/completions")
@@ -477,6 +503,7 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
             return _error(400, str(exc))
         t0 = time.perf_counter()
         headers: dict[str, str] = {}
+        rid = f"chatcmpl-mixllm-{id_prefix}{secrets.token_hex(12)}"
         if isinstance(model, str) and model in st.llms:
             # Not routed, but featurised all the same: a feedback on the answer teaches it.
             x, n_in = await run_in_threadpool(st.tr.featurize, prompt)
@@ -499,16 +526,18 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                                        f"{match.group(1)!r}")
             routed = await run_in_threadpool(st.decide, prompt, lam)
             d, x, n_in = routed.decision, routed.features, routed.input_tokens
+            router = st.tr.router
+            chosen = rec.choose(rid, d, lam=router.lam if lam is None else lam,
+                                alpha=router.alpha, beta=router.beta, input_tokens=n_in, x=x)
             ranked = np.argsort(-d.score, kind="stable")
-            order = [d.names[k] for k in ranked]
+            order = [chosen] + [d.names[k] for k in ranked if d.names[k] != chosen]
             headers["x-mixllm-route"] = "routed"
-            headers["x-mixllm-terms"] = _terms_header(d, d.index)
+            headers["x-mixllm-terms"] = _terms_header(d, d.names.index(chosen))
             headers["x-mixllm-ranking"] = ",".join(order)
-            m_routed.labels(d.llm).inc()
+            m_routed.labels(chosen).inc()
         overhead = time.perf_counter() - t0
         m_overhead.observe(overhead)
         headers["x-mixllm-router-ms"] = f"{overhead * 1e3:.3f}"
-        rid = f"chatcmpl-mixllm-{id_prefix}{secrets.token_hex(12)}"
         headers["x-mixllm-response-id"] = rid
         stream = bool(body.get("stream"))
         failures: list[str] = []
@@ -559,7 +588,7 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                     usage = obj.get("usage") or {}
                     n_out = float(usage.get("completion_tokens") or 0.0)
                     n_prompt = float(usage.get("prompt_tokens") or n_in)
-                    _account(name, n_prompt, n_out)
+                    _account(name, n_prompt, n_out, rid)
                     st.remember(rid, x, name, n_out)
                     obj["id"] = rid
                     obj["model"] = name
@@ -588,11 +617,13 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                       {"x-mixllm-fallbacks": ",".join(failures),
                        "x-mixllm-response-id": rid})
 
-    def _account(name: str, n_prompt: float, n_out: float) -> None:
+    def _account(name: str, n_prompt: float, n_out: float, rid: str) -> None:
         llm = st.llms[name]
+        cost = (n_prompt * llm.input_price + n_out * llm.output_price) / 1e6
         m_req.labels(name, "ok").inc()
         m_tokens.labels(name).inc(n_out)
-        m_spend.labels(name).inc((n_prompt * llm.input_price + n_out * llm.output_price) / 1e6)
+        m_spend.labels(name).inc(cost)
+        rec.outcome(rid, name, cost, n_out)
 
     async def _relay(resp, name: str, rid: str, x: np.ndarray, n_in: float, finish
                      ) -> AsyncIterator[bytes]:
@@ -611,12 +642,22 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
             await resp.aclose()
             finish(ok)
             if ok:
-                _account(name, n_in, sse.output_tokens)
+                _account(name, n_in, sse.output_tokens, rid)
                 st.remember(rid, x, name, sse.output_tokens)
             else:
                 m_req.labels(name, "stream_broken").inc()
 
     return app
+
+
+def _recorder(cfg: ServeConfig) -> DecisionRecorder:
+    """The proxy's exploration and decision log, as configured."""
+    explorer = None
+    if cfg.explore_temperature or cfg.explore_epsilon:
+        explorer = Explorer(cfg.explore_temperature, cfg.explore_epsilon, cfg.explore_seed)
+    logger = None if cfg.decision_log is None else DecisionLogger(cfg.decision_log,
+                                                                  cfg.log_features)
+    return DecisionRecorder(logger, explorer)
 
 
 class _BackendFailed(Exception):
