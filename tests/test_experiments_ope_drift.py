@@ -1,0 +1,56 @@
+"""The ope and drift experiments, at a small scale on generated data (the real figures are in
+docs/RESULTS.md, made by ``mixllm experiment ope|drift`` on ../shared/data)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fakes import HashEncoder
+from mixllm.experiments import _Context, _drift, _ope_replay, _settle, to_markdown
+from mixllm.pipeline import PipelineConfig
+from test_evaluate import make_data
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    return _Context(make_data(120, seed=7), "big", HashEncoder(), 2, 0, False)
+
+
+def test_settle_is_the_last_time_out_of_the_band():
+    share = np.array([0.9, 0.5, 0.2, 0.35, 0.1, 0.12, 0.08])
+    assert _settle(share, 0.1, 0.05) == 4
+    assert _settle(share, 0.1, 0.5) == 1
+    assert _settle(share, 0.9, 0.05) is None
+    assert _settle(np.full(3, 0.1), 0.1, 0.01) == 0
+
+
+def test_ope_replay_small(ctx):
+    res = _ope_replay(ctx, PipelineConfig(ridge=1.0), sizes=(100,), replays=4, n_boot=100)
+    assert set(res["candidates"]) >= {"lam inf (quality only)",
+                                      "another fitted router (ridge 100)"}
+    for c in res["candidates"].values():
+        e = c["by_size"]["100"]
+        for key in ("quality/ips", "quality/snips", "quality/dr", "cost/dr"):
+            assert 0.0 <= e[key]["coverage"] <= 1.0 and e[key]["rmse"] >= 0.0
+        assert 0.0 <= c["truth_quality"] <= 1.0
+    md = to_markdown({"experiment": "ope", "results": res})
+    assert md.count("| lam") >= 3 and "coverage" in md
+    json.dumps(res)
+
+
+def test_drift_small(ctx):
+    res = _drift(ctx, PipelineConfig(ridge=1.0), 0.05, length=160, window=20,
+                 discounts=(1.0, 0.9))
+    for scenario in ("drop", "rise"):
+        block = res[scenario]
+        assert set(block) == {"no forgetting", "discount 0.9", "no forgetting, epsilon 0.05",
+                              "discount 0.9, epsilon 0.05"}
+        for v in block.values():
+            assert len(v["per_fold"]) == 2
+            assert 0.0 <= v["share_before"] <= 1.0 and 0.0 <= v["right_share"] <= 1.0
+    md = to_markdown({"experiment": "drift", "results": res})
+    assert "#### drop" in md and "#### rise" in md
+    json.dumps(res)
