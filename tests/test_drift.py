@@ -201,3 +201,26 @@ def test_forgetting_option_checks_and_persistence(tmp_path):
     with pytest.raises(ValueError, match="merged"):
         r.export_delta()
     assert Router(POOL, 2, engine="reference").discount == 1.0
+
+
+@pytest.mark.parametrize("engine", ["native", "reference"])
+def test_set_prices_takes_effect_at_once_and_persists(engine, tmp_path):
+    r = Router(POOL, 2, ridge=1.0, lam=1e-3, engine=engine)
+    r.fit(np.eye(2)[[0, 1] * 20], np.full((40, 3), 0.5), np.full((40, 3), 100.0))
+    x = np.array([1.0, 0.0])
+    assert r.route(x, 100.0).llm == "c"
+    before = r.predict(x[None])
+    r.set_prices("c", 50.0, 50.0)
+    d = r.route(x, 100.0)
+    assert d.llm == "b"
+    assert d.cost[2] == pytest.approx((100 * 50 + d.output_tokens[2] * 50) / 1e6, rel=1e-9)
+    assert all(np.array_equal(a, b) for a, b in zip(before, r.predict(x[None])))
+    assert r.llms[2].input_price == 50.0
+    for bad in ((-1.0, 1.0), (1.0, math.nan), ("1", 1.0)):
+        with pytest.raises(ValueError):
+            r.set_prices("c", *bad)
+    with pytest.raises(KeyError):
+        r.set_prices("zzz", 1.0, 1.0)
+    assert r.llms[2].output_price == 50.0  # unchanged by the refused calls
+    r.save(tmp_path / "r.npz")
+    assert Router.load(tmp_path / "r.npz", engine=engine).route(x, 100.0).llm == "b"

@@ -392,6 +392,21 @@ class Router:
             if self._drift is not None:
                 self._drift.forget(name)
 
+    def set_prices(self, name: str, input_price: float, output_price: float) -> None:
+        """Change an LLM's prices (USD per 1M input / output tokens) from the next decision on.
+
+        Prices are not learned from feedback (the cost term is the prices times the predicted
+        token counts), so a provider's price change takes effect only through this call, and
+        then at once: what the router learned about quality and length is kept.
+        """
+        with self._membership:
+            if not isinstance(name, str) or name not in self._llms:
+                raise KeyError(f"unknown LLM: {name!r}")
+            llm = dataclasses.replace(self._llms[name], input_price=input_price,
+                                      output_price=output_price)  # validates both
+            self._pool.set_prices(name, llm.input_price, llm.output_price)
+            self._llms[name] = llm
+
     def set_waiting_time(self, name: str, seconds: float) -> None:
         """Set an LLM's current expected waiting time (seconds), used by the latency penalty."""
         seconds = _check_scalar("seconds", seconds, low=0.0)
