@@ -201,6 +201,8 @@ def test_forgetting_option_checks_and_persistence(tmp_path):
     with pytest.raises(ValueError, match="merged"):
         r.export_delta()
     assert Router(POOL, 2, engine="reference").discount == 1.0
+    with pytest.raises(AttributeError):
+        r.discount = 0.5  # fixed at construction: the engine's state follows it
 
 
 @pytest.mark.parametrize("engine", ["native", "reference"])

@@ -154,7 +154,7 @@ class Router:
         if engine not in ("native", "reference"):
             raise ValueError(f"engine must be 'native' or 'reference', got {engine!r}")
         _check_precision(precision, engine)
-        self.discount = _check_discount(discount, engine)
+        self._discount = _check_discount(discount, engine)
         self.dim = int(dim)
         self.alpha = alpha
         self.beta = beta
@@ -216,6 +216,11 @@ class Router:
     def lam(self, v: float) -> None:
         self._lam_default = _check_scalar("lam", v, low=0.0, strict=True, allow_inf=True)
         self._inv_lam_default = 0.0 if math.isinf(self._lam_default) else 1.0 / self._lam_default
+
+    @property
+    def discount(self) -> float:
+        """Forgetting factor of online observations (1: none); fixed at construction."""
+        return self._discount
 
     @property
     def precision(self) -> str:
