@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from fakes import HashEncoder
-from mixllm.experiments import _Context, _drift, _ope_replay, _settle, to_markdown
-from mixllm.pipeline import PipelineConfig
+from mixllm.evaluation.experiments import _Context, _drift, _ope_replay, _settle, to_markdown
+from mixllm.text.pipeline import PipelineConfig
 from test_evaluate import make_data
 
 

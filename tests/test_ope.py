@@ -11,7 +11,7 @@ import pytest
 from mixllm import LLM, Router
 from mixllm.decision_log import DecisionLog, DecisionLogger, LogError, read_log
 from mixllm.exploration import Explorer, policy_probabilities
-from mixllm.ope import RouterPolicy, TermsPolicy, estimate, evaluate_log
+from mixllm.evaluation.ope import RouterPolicy, TermsPolicy, estimate, evaluate_log
 
 # ----------------------------------------------------------------------------- a toy world
 # Five kinds of query, three LLMs; each LLM's true mean quality per kind, and a fixed cost.

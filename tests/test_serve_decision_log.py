@@ -12,7 +12,7 @@ pytest.importorskip("prometheus_client")
 pytest.importorskip("openai")
 
 from mixllm.decision_log import read_log  # noqa: E402
-from mixllm.ope import TermsPolicy, evaluate_log  # noqa: E402
+from mixllm.evaluation.ope import TermsPolicy, evaluate_log  # noqa: E402
 from test_serve import Proxy, _Server, fake_backends, make_pool  # noqa: E402
 
 

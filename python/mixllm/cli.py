@@ -186,7 +186,7 @@ def _experiment(args: argparse.Namespace) -> int:
 
 def _ope(args: argparse.Namespace) -> int:
     from .decision_log import read_log
-    from .ope import RouterPolicy, TermsPolicy, evaluate_log
+    from .evaluation.ope import RouterPolicy, TermsPolicy, evaluate_log
 
     log = read_log(args.log)
     if args.router is not None:
@@ -194,7 +194,7 @@ def _ope(args: argparse.Namespace) -> int:
 
         path = args.router
         if path.is_dir():  # a TextRouter folder ('mixllm fit --out'): its router
-            from .pipeline import TextRouter
+            from .text.pipeline import TextRouter
 
             router = TextRouter.load(path).router
         else:
@@ -240,7 +240,7 @@ def _serve(args: argparse.Namespace) -> int:
     encoder = None
     if args.state is None or not (args.state / "manifest.json").is_file():
         encoder = _encoder(args)  # a cold start; a saved state names its own encoder
-    from .serve import ServeConfig
+    from .serving.proxy import ServeConfig
 
     config = ServeConfig(decision_log=None if args.decision_log is None else str(args.decision_log),
                          explore_temperature=args.explore_temperature,

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from .router import Decision
+from .types import Decision
 
 __all__ = ["DecisionLogger", "DecisionLog", "DecisionRecorder", "LogError", "read_log", "TERMS"]
 

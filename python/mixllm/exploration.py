@@ -4,7 +4,7 @@ The router's decision is deterministic: the first LLM with the largest score. A 
 decisions says nothing about what another policy would have earned on the queries where it
 would choose differently. :class:`Explorer` turns a decision's scores into a distribution and
 samples from it, recording the probability of the LLM it picked (its *propensity*), so that a
-candidate policy can later be judged from the log (:mod:`mixllm.ope`)::
+candidate policy can later be judged from the log (:mod:`mixllm.evaluation.ope`)::
 
     p_k = (1 - epsilon) * s_k + epsilon / K
     s   = softmax(score / temperature)           temperature > 0
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .router import Decision
+from .types import Decision
 
 __all__ = ["Explorer", "Choice", "policy_probabilities"]
 

@@ -36,7 +36,7 @@ import math
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -407,7 +407,7 @@ class Router:
         with self._membership:
             if not isinstance(name, str) or name not in self._llms:
                 raise KeyError(f"unknown LLM: {name!r}")
-            llm = dataclasses.replace(self._llms[name], input_price=input_price,
+            llm = replace(self._llms[name], input_price=input_price,
                                       output_price=output_price)  # validates both
             self._pool.set_prices(name, llm.input_price, llm.output_price)
             self._llms[name] = llm

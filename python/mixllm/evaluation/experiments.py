@@ -359,7 +359,7 @@ def _ope_replay(ctx: _Context, config: PipelineConfig, *, lam0: float = 3e-3,
     from ..decision_log import DecisionLog
     from ..exploration import policy_probabilities
     from ..router import Router
-    from ..ope import RouterPolicy, TermsPolicy, evaluate_log
+    from .ope import RouterPolicy, TermsPolicy, evaluate_log
 
     E = ctx.embeddings(config.view)
     folds = []

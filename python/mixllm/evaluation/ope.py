@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from .decision_log import TERMS, DecisionLog, LogError
-from .exploration import policy_probabilities
-from .router import Router
+from ..decision_log import TERMS, DecisionLog, LogError
+from ..exploration import policy_probabilities
+from ..router import Router
 
 __all__ = ["TermsPolicy", "RouterPolicy", "estimate", "evaluate_log", "ESTIMATORS"]
 
