@@ -94,6 +94,14 @@ def test_router_drift_sees_an_llm_getting_worse(engine):
     assert r.drift()["a"].n == 0 and other.drift()["a"].drifted
     r.remove_llm("a")
     assert set(r.drift()) == {"b", "c"}
+    fresh = Router(POOL, 3, ridge=1.0, engine=engine)
+    fresh.drift_monitor = other.drift_monitor  # a replacement router keeps the statistics
+    assert fresh.drift()["a"].drifted
+    with pytest.raises(ValueError):
+        fresh.drift_monitor = "monitor"
+    fresh.drift_monitor = None
+    with pytest.raises(ValueError, match="monitor_drift"):
+        fresh.drift()
 
 
 def test_router_drift_refuses_bad_feedback_without_recording(rng):

@@ -520,8 +520,18 @@ class Router:
     # ------------------------------------------------------------------ change detection
     @property
     def drift_monitor(self) -> DriftMonitor | None:
-        """The change detector fed by :meth:`feedback` (``None`` until :meth:`monitor_drift`)."""
+        """The change detector fed by :meth:`feedback` (``None`` until :meth:`monitor_drift`).
+
+        Settable, e.g. to hand the running statistics to a router that replaces this one (a
+        replica adopting its peers' merged state); ``None`` turns monitoring off."""
         return self._drift
+
+    @drift_monitor.setter
+    def drift_monitor(self, monitor: DriftMonitor | None) -> None:
+        if monitor is not None and not isinstance(monitor, DriftMonitor):
+            raise ValueError(f"drift_monitor must be a DriftMonitor or None, got "
+                             f"{type(monitor).__name__}")
+        self._drift = monitor
 
     def monitor_drift(self, window: int = 200, threshold: float = 4.0,
                       min_history: int | None = None) -> DriftMonitor:

@@ -212,6 +212,7 @@ class _State:
             if fresh is not None:
                 for name, wait in self.waits.estimates(time.monotonic()).items():
                     fresh.set_waiting_time(name, wait)
+                fresh.drift_monitor = self.tr.router.drift_monitor  # the running statistics
                 self.tr.set_router(fresh)
 
     def remember(self, rid: str, x: np.ndarray, llm: str, output_tokens: float) -> None:
