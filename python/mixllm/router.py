@@ -538,8 +538,9 @@ class Router:
         """Track each LLM's prediction residuals from now on (see :mod:`mixllm.drift`).
 
         Every :meth:`feedback` then also predicts the routed LLM's quality before learning
-        (one prediction: a few microseconds). Calling it again starts afresh; the statistics
-        are not saved with the router. Returns the monitor.
+        (one ``predict`` of the pool: at d = 385 and 11 LLMs a feedback took a median 55 us
+        instead of 16 us on the shared 2-core dev machine). Calling it again starts afresh;
+        the statistics are not saved with the router. Returns the monitor.
         """
         self._drift = DriftMonitor(window, threshold, min_history)
         return self._drift
