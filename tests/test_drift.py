@@ -79,6 +79,7 @@ def test_router_drift_sees_an_llm_getting_worse(engine):
     with pytest.raises(ValueError, match="monitor_drift"):
         r.drift()
     r.monitor_drift(window=100)
+    assert r.feedback(np.zeros(3), "b", 0.5, 1.0) is r  # as without monitoring
     p_good = np.array([0.8, 0.6, 0.4])
     for t in range(1500):
         x = rng.normal(size=3)

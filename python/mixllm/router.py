@@ -498,7 +498,7 @@ class Router:
             raise KeyError(f"unknown LLM: {llm!r}")
         if self._drift is not None:
             self._observe_watched(x, llm, float(quality), float(output_tokens), float(weight))
-            return
+            return self
         self._pool.observe(llm, x, float(quality), float(output_tokens), float(weight),
                            self.fit_intercept)
         return self
