@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -299,3 +300,24 @@ def test_ope_command(tmp_path, rng, capsys):
     (tmp_path / "bad.jsonl").write_text("{\n")
     assert main(["ope", "--log", str(tmp_path / "bad.jsonl")]) == 2
     assert "not JSON" in capsys.readouterr().err
+
+
+def test_logger_lines_from_two_processes_do_not_interleave(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "shared.jsonl"
+    code = (
+        "import sys; from mixllm.decision_log import DecisionLogger\n"
+        "lg = DecisionLogger(sys.argv[1])\n"
+        "for i in range(300):\n"
+        "    lg.log_feedback(f'{sys.argv[2]}-{i}-' + 'x' * 9000, quality=1.0)\n"
+        "lg.close()\n")
+    import mixllm
+
+    env = {"PYTHONPATH": str(Path(mixllm.__file__).resolve().parents[1])}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), tag], env=env)
+             for tag in ("a", "b")]
+    assert all(p.wait(60) == 0 for p in procs)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 600 and all(json.loads(line)["quality"] == 1.0 for line in lines)

@@ -6,11 +6,14 @@ The names most users need are here; the subpackages hold the rest, one part each
 * :mod:`mixllm.types` -- :class:`LLM`, :class:`Decision` and the errors (no native code);
 * :mod:`mixllm.router` -- :class:`Router`, over the C++ core :mod:`mixllm._core` (or the NumPy
   specification :mod:`mixllm._reference`);
+* :mod:`mixllm.drift`, :mod:`mixllm.exploration`, :mod:`mixllm.decision_log` -- per-LLM change
+  detection, stochastic decisions with propensities, the JSONL decision log (what
+  :mod:`mixllm.evaluation.ope` judges a new policy from);
 * :mod:`mixllm.data` -- :class:`RoutingData` and one reader per file format, pool files;
 * :mod:`mixllm.text` -- text to features: tokens, encoders, the tag transform, and
   :class:`TextRouter`, the path from prompt text to a decision;
 * :mod:`mixllm.evaluation` -- replaying data through routers, experiments, the latency
-  simulation, budgets and plots;
+  simulation, budgets, plots and off-policy evaluation;
 * :mod:`mixllm.serving` -- the OpenAI-compatible proxy and its Ray Serve replicas.
 
 The top-level names load their module on first use, so ``import mixllm`` stays light: no ONNX
@@ -32,6 +35,10 @@ _EXPORTS = {
     "EncoderError": "types",
     "StateError": "types",
     "Router": "router",
+    "DriftMonitor": "drift",
+    "Explorer": "exploration",
+    "DecisionLogger": "decision_log",
+    "read_log": "decision_log",
     "available_backends": "_core",
     "set_simd_backend": "_core",
     "simd_backend": "_core",
@@ -54,6 +61,9 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # what static tools see; at run time __getattr__ imports on first use
     from ._core import available_backends, set_simd_backend, simd_backend
     from .data import RoutingData, load_data, load_pool, save_pool
+    from .decision_log import DecisionLogger, read_log
+    from .drift import DriftMonitor
+    from .exploration import Explorer
     from .router import Router
     from .text.encoder import Encoder
     from .text.onnx import CacheInfo, OnnxEncoder

@@ -64,8 +64,10 @@ def _num(v: float) -> float | str:
 
 
 class DecisionLogger:
-    """Appends decision and feedback records to a JSONL file (thread-safe, one line a write,
-    flushed at once, so a crash loses at most the line being written).
+    """Appends decision and feedback records to a JSONL file: thread-safe, each line one
+    ``write`` to a file opened for appending (``O_APPEND``), unbuffered, so a crash loses at
+    most the line being written and several processes (replicas) may share one file without
+    interleaving their lines.
 
     Parameters
     ----------
@@ -81,12 +83,13 @@ class DecisionLogger:
         self.log_features = bool(log_features)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def close(self) -> None:
         with self._lock:
-            if not self._f.closed:
-                self._f.close()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def __enter__(self) -> "DecisionLogger":
         return self
@@ -97,10 +100,12 @@ class DecisionLogger:
     def _write(self, obj: dict[str, Any]) -> None:
         line = json.dumps(obj, separators=(",", ":"), allow_nan=False)
         with self._lock:
-            if self._f.closed:
+            if self._fd is None:
                 raise ValueError(f"the decision log {self.path} is closed")
-            self._f.write(line + "\n")
-            self._f.flush()
+            data = (line + "\n").encode()
+            written = os.write(self._fd, data)
+            while written < len(data):  # a short write (a signal, a full disk) goes on
+                written += os.write(self._fd, data[written:])
 
     def log_decision(self, rid: str, decision: Decision, *, chosen: str | None = None,
                      propensity: float = 1.0, probabilities: Sequence[float] | None = None,
