@@ -22,11 +22,11 @@ LLM ``k`` first discounts what it knew, and keeps the ridge prior alive with one
     b_k <- gamma b_k + w y z^T                     j = (n_obs_k mod D), D = dim of z
 
 so old observations weigh ``gamma^age`` (a memory of about ``1 / (1 - gamma)`` observations of
-that LLM) while the prior, topped up one coordinate at a time, averages ``ridge * I``
-over every D observations in the steady state. Plain discounting (``A <- gamma A + z z^T``) lets the prior decay as
-``gamma^n``: directions the queries never excite (the tag features' domain probabilities sum to
-the intercept) then go singular after a long stream. The pseudo-row form stays two rank-1
-terms per observation, so it keeps the engines' exact rank-1 updates.
+that LLM) while the prior, topped up one coordinate at a time, averages ``ridge * I`` over every
+D observations in the steady state. Plain discounting (``A <- gamma A + z z^T``) lets the prior
+decay as ``gamma^n``: directions the queries never excite (the tag features' domain
+probabilities sum to the intercept) then go singular after a long stream. The pseudo-row form
+stays two rank-1 terms per observation, so it keeps the engines' exact rank-1 updates.
 
 Only the reference engine forgets today (the native engine refuses ``discount < 1``). The
 native form planned for it: with ``A_k = c_k (G + U^T U)`` and ``b_k = c_k b~_k``, a discount is
