@@ -15,7 +15,8 @@ import pytest
 from mixllm import LLM
 from mixllm.cli import main
 from mixllm.data import RoutingData, save_long, save_pool
-from mixllm.evaluation.evaluate import Stream, aiq, cost_to_reach, evaluate, hull, replay
+from mixllm.evaluation.evaluate import (Stream, _aiq_arrays, aiq, cost_to_reach, evaluate, hull,
+                                        oracle_gap_closed, paired_bootstrap, replay)
 from mixllm.text.pipeline import PipelineConfig, TextRouter, domain_labels, prompt_view
 from fakes import HashEncoder
 
@@ -115,6 +116,55 @@ def test_oracle_dominates_and_mixllm_learns_the_task_structure(report):
     assert r["mixllm"]["aiq"] >= r["task-best"]["aiq"] - 0.03
     reach = r["mixllm"]["cost_to_reach"]["95"]
     assert reach is not None and reach < 60.0
+
+
+def test_fast_aiq_matches_the_reference_aiq():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        c = rng.uniform(1, 120, size=8)
+        q = rng.uniform(40, 110, size=8)
+        lo, hi = sorted(rng.uniform(0, 100, size=2))
+        assert _aiq_arrays(c, q, lo, hi + 1) == pytest.approx(
+            aiq(list(zip(c, q)), lo, hi + 1), abs=1e-12)
+
+
+def test_oracle_gap_closed():
+    assert oracle_gap_closed(0.9, 0.8, 1.0) == pytest.approx(0.5)
+    assert oracle_gap_closed(0.8, 0.8, 1.0) == 0.0
+    assert oracle_gap_closed(0.7, 0.8, 1.0) == pytest.approx(-0.5)
+    assert oracle_gap_closed(0.9, 0.8, 0.8) is None
+
+
+def test_report_has_gap_and_paired_bootstrap(report):
+    r = report["routers"]
+    best = r[report["best_single"]]["aiq"]
+    assert best == max(r[m]["aiq"] for m in MODELS)
+    assert r["oracle"]["oracle_gap_closed"] == pytest.approx(1.0)
+    assert r[report["best_single"]]["oracle_gap_closed"] == pytest.approx(0.0)
+    assert r["mixllm"]["vs_mixllm"] == {"aiq_diff": 0.0, "ci95_low": 0.0, "ci95_high": 0.0}
+    for name, v in r.items():
+        b = v["vs_mixllm"]
+        assert b["aiq_diff"] == pytest.approx(v["aiq"] - r["mixllm"]["aiq"], abs=1e-9), name
+        assert b["ci95_low"] <= b["ci95_high"]
+    # the oracle is better than mixllm on every resample; random worse on (nearly) all
+    assert r["oracle"]["vs_mixllm"]["ci95_low"] > 0
+    assert r["random"]["vs_mixllm"]["ci95_high"] < 0
+
+
+def test_paired_bootstrap_interval_shrinks_with_more_prompts():
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (100, 1600):
+        q = (rng.random((n, 2)) < [0.8, 0.6]).astype(float)
+        cost = np.tile([1.0, 0.1], (n, 1))
+        stream = Stream(["a", "b"], q, cost, np.ones((n, 2)), np.ones(n), np.array([""] * n), 0)
+        runs = {"mixllm": [(np.zeros(n, int), None)], "other": [(rng.integers(0, 2, n), None)]}
+        b = paired_bootstrap(stream, runs, n_boot=300, seed=1)["other"]
+        assert b["ci95_low"] <= b["aiq_diff"] <= b["ci95_high"]
+        widths.append(b["ci95_high"] - b["ci95_low"])
+    assert widths[1] < widths[0] / 2  # ~1/sqrt(n): 4x narrower for 16x the prompts
+    with pytest.raises(KeyError):
+        paired_bootstrap(stream, {"other": runs["other"]})
 
 
 def _stream_and_router(data, seed=0):

@@ -129,11 +129,19 @@ def _print_report(report: dict[str, Any]) -> None:
     ref = report["reference"]
     print(f"reference: {ref}   train n={report['n_train']}  test n={report['n_test']}  "
           f"online={report['online']}  tau={report['tau']}")
-    print(f"{'router':40s} {'AIQ':>6s}   cost % of {ref} to reach quality % of it:")
-    print(f"{'':40s} {'':6s}   {'90':>6s} {'95':>6s} {'97.25':>6s} {'100':>6s}")
+    print(f"{'router':36s} {'AIQ':>6s} {'gap':>6s} {'AIQ - mixllm [95% CI]':>26s}   "
+          f"cost % of {ref} to reach quality % of it:")
+    print(f"{'':36s} {'':6s} {'closed':>6s} {'':26s}   {'90':>6s} {'95':>6s} {'97.25':>6s} {'100':>6s}")
     for name, r in sorted(report["routers"].items(), key=lambda kv: -kv[1]["aiq"]):
         reach = r["cost_to_reach"]
-        print(f"{name[:40]:40s} {r['aiq']:6.3f}   " + " ".join(_fmt(reach[k]) for k in reach))
+        gap = r.get("oracle_gap_closed")
+        vs = r.get("vs_mixllm")
+        diff = "" if vs is None or name == "mixllm" else (
+            f"{vs['aiq_diff']:+.3f} [{vs['ci95_low']:+.3f}, {vs['ci95_high']:+.3f}]")
+        print(f"{name[:36]:36s} {r['aiq']:6.3f} {'' if gap is None else f'{gap:6.2f}':>6s} "
+              f"{diff:>26s}   " + " ".join(_fmt(reach[k]) for k in reach))
+    print("gap closed: (AIQ - best single LLM's) / (oracle's - best single LLM's); "
+          "95% CI: paired bootstrap over test prompts")
 
 
 def _fit(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ from ..waiting import WaitTracker
 from .latency import QueueSimulator, arrival_times
 
 __all__ = ["Stream", "hull", "cost_to_reach", "aiq", "default_lams", "evaluate",
-           "replay", "REACH_TARGETS", "BASELINES"]
+           "replay", "paired_bootstrap", "oracle_gap_closed", "REACH_TARGETS", "BASELINES"]
 
 REACH_TARGETS = (90.0, 95.0, 97.25, 100.0)
 BASELINES = ("single", "random", "oracle", "task-best", "knn", "mlp", "rf", "logreg")
@@ -102,6 +102,72 @@ def aiq(points: Sequence[tuple[float, float]], c_lo: float, c_hi: float) -> floa
     vals = np.array([_hull_at(h, c) for c in grid])
     vals = np.nan_to_num(vals, nan=0.0) / 100.0
     return float(np.trapezoid(vals, grid) / (c_hi - c_lo))
+
+
+def _aiq_arrays(cost: np.ndarray, quality: np.ndarray, c_lo: float, c_hi: float) -> float:
+    """:func:`aiq` of the points ``(cost[i], quality[i])``, the hull read with ``np.interp``
+    (the same trapezoid over the same grid; for the bootstrap's thousands of curves)."""
+    h = hull([(0.0, 0.0), *zip(cost.tolist(), quality.tolist())])
+    hc, hq = np.array([p[0] for p in h]), np.array([p[1] for p in h])
+    grid = np.linspace(c_lo, c_hi, 2001)
+    vals = np.interp(grid, hc, hq, left=np.nan, right=hq[-1])
+    vals = np.nan_to_num(vals, nan=0.0) / 100.0
+    return float(np.trapezoid(vals, grid) / (c_hi - c_lo))
+
+
+def oracle_gap_closed(router_aiq: float, best_single_aiq: float, oracle_aiq: float) -> float | None:
+    """Share of the gap from the best single LLM to the oracle that a router closes:
+    ``(AIQ_router - AIQ_best_single) / (AIQ_oracle - AIQ_best_single)`` (``None`` when the
+    oracle is no better than the best single LLM)."""
+    gap = oracle_aiq - best_single_aiq
+    return None if not gap > 0 else float((router_aiq - best_single_aiq) / gap)
+
+
+def paired_bootstrap(stream: "Stream", runs: dict[str, list[tuple[np.ndarray, np.ndarray | None]]],
+                     against: str = "mixllm", n_boot: int = 1000, seed: int = 0
+                     ) -> dict[str, dict[str, float]]:
+    """Paired bootstrap of each router's AIQ difference to ``against``, resampling test prompts.
+
+    ``runs`` maps a router to its routing of the stream, one ``(choice, dropped)`` pair per
+    point of its curve (``dropped`` marks queries that count as quality 0, or ``None``). Each
+    of the ``n_boot`` resamples draws the test prompts with replacement, the same draw for
+    every router, and recomputes every curve, the cost range of the single LLMs and the AIQs.
+    Returns, per router, the difference on the test set itself (``aiq_diff``) and the 2.5% and
+    97.5% quantiles of the resampled differences (``ci95_low``, ``ci95_high``).
+    """
+    if against not in runs:
+        raise KeyError(f"no router {against!r} to compare with")
+    n, K = stream.quality.shape
+    rows = np.arange(n)
+    rng = np.random.default_rng(seed)
+    W = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)  # (B, n)
+    W = np.vstack([np.ones((1, n)), W])  # row 0: the test set itself
+    ref = stream.reference
+    ref_q = W @ stream.quality[:, ref]
+    ref_c = W @ stream.cost[:, ref]
+    single_c = (W @ stream.cost) / ref_c[:, None] * 100.0
+    c_lo, c_hi = single_c.min(axis=1), single_c.max(axis=1)
+    aiqs: dict[str, np.ndarray] = {}
+    for name, points in runs.items():
+        Qm = np.empty((n, len(points)))
+        Cm = np.empty((n, len(points)))
+        for j, (choice, dropped) in enumerate(points):
+            q = stream.quality[rows, choice]
+            Qm[:, j] = q if dropped is None else np.where(dropped, 0.0, q)
+            Cm[:, j] = stream.cost[rows, choice]
+        qp = (W @ Qm) / ref_q[:, None] * 100.0
+        cp = (W @ Cm) / ref_c[:, None] * 100.0
+        aiqs[name] = np.array([_aiq_arrays(cp[b], qp[b], c_lo[b], c_hi[b]) if c_hi[b] > c_lo[b]
+                               else np.nan for b in range(len(W))])
+    out = {}
+    base = aiqs[against]
+    for name, a in aiqs.items():
+        diff = a - base
+        boot = diff[1:][np.isfinite(diff[1:])]
+        out[name] = {"aiq_diff": float(diff[0]),
+                     "ci95_low": float(np.quantile(boot, 0.025)) if boot.size else math.nan,
+                     "ci95_high": float(np.quantile(boot, 0.975)) if boot.size else math.nan}
+    return out
 
 
 def summarize(curve: list[dict[str, float]], c_lo: float, c_hi: float) -> dict[str, Any]:
@@ -306,7 +372,7 @@ def evaluate(train: Any, test: Any, reference: str, *, pool: Sequence[LLM] | Non
              lams: np.ndarray | None = None, online: str | None = None,
              tau: float = math.inf, baselines: Sequence[str] = BASELINES, seed: int = 0,
              progress: bool = False, embeddings: tuple[np.ndarray, np.ndarray] | None = None,
-             track_dispatch: bool = True) -> dict[str, Any]:
+             track_dispatch: bool = True, n_boot: int = 1000) -> dict[str, Any]:
     """Fit mixllm and the baselines on ``train``, replay ``test``, return the JSON report.
 
     Parameters
@@ -333,6 +399,11 @@ def evaluate(train: Any, test: Any, reference: str, *, pool: Sequence[LLM] | Non
     track_dispatch : bool
         With ``tau``: mixllm adds its own dispatches to the refreshed waiting times
         (see :func:`replay`); ``False`` trusts the last refresh alone.
+    n_boot : int
+        Resamples of the paired bootstrap of each router's AIQ difference to mixllm
+        (:func:`paired_bootstrap`; 0 skips it). Every router also gets its
+        ``oracle_gap_closed`` (:func:`oracle_gap_closed`, against the best single LLM on the
+        test set).
     """
     config = config or PipelineConfig()
     lams = default_lams() if lams is None else np.asarray(lams, dtype=np.float64)
@@ -381,50 +452,75 @@ def evaluate(train: Any, test: Any, reference: str, *, pool: Sequence[LLM] | Non
     c_lo = min(c for _, c in single)
     c_hi = max(c for _, c in single)
     timed = math.isfinite(tau)
+    runs: dict[str, list[tuple[np.ndarray, np.ndarray | None]]] = {}
 
-    def point(lam: float, choice: np.ndarray, dropped: np.ndarray | None = None) -> dict:
-        if dropped is None and timed:
-            dropped = stream.simulate(choice, tau)
-        q, c = stream.score(choice, dropped)
-        return {"lam": _jlam(lam), "quality_pct": q, "cost_pct": c}
+    def curve_of(name: str, points: Sequence[tuple[float, np.ndarray, np.ndarray | None]]
+                 ) -> dict[str, Any]:
+        """Summary of a router's routings, one per lam (``dropped`` None: simulated when
+        timed); the routings are kept for the bootstrap."""
+        curve, kept = [], []
+        for lam, choice, dropped in points:
+            if dropped is None and timed:
+                dropped = stream.simulate(choice, tau)
+            q, c = stream.score(choice, dropped)
+            curve.append({"lam": _jlam(lam), "quality_pct": q, "cost_pct": c})
+            kept.append((np.asarray(choice), dropped))
+        runs[name] = kept
+        return summarize(curve, c_lo, c_hi)
 
     routers: dict[str, Any] = {}
-    curve = []
+    points = []
     it = _progress(lams, progress, "replaying mixllm")
     for lam in it:
         if online is None and not timed:
-            choice = tr.router.route_batch(F_test, te_tok, lam=lam)
-            curve.append(point(lam, choice))
+            points.append((lam, tr.router.route_batch(F_test, te_tok, lam=lam), None))
         else:
             res = replay(tr.router.clone(), F_test, stream, lam, online=online, tau=tau,
                          track_dispatch=track_dispatch)
-            curve.append(point(lam, res["choice"], res["dropped"] if timed else None))
-    routers["mixllm"] = summarize(curve, c_lo, c_hi)
+            points.append((lam, res["choice"], res["dropped"] if timed else None))
+    routers["mixllm"] = curve_of("mixllm", points)
 
+    # The single LLMs and the oracle are scored for the oracle gap (the oracle's queue
+    # simulation, with a finite tau, only when it is asked for).
+    single_aiq = {m: curve_of(m, [(math.inf, np.full(len(test), k), None)])
+                  for k, m in enumerate(models)}
+    oracle = None
+    if "oracle" in baselines or not timed:
+        oracle = curve_of("oracle", [(lam, _choose(stream.quality, stream.cost, lam), None)
+                                     for lam in lams])
     if "single" in baselines:
-        for k, m in enumerate(models):
-            routers[m] = summarize([point(math.inf, np.full(len(test), k))], c_lo, c_hi)
+        routers.update(single_aiq)
     if "random" in baselines:
         rng = np.random.default_rng(seed)
-        routers["random"] = summarize([point(math.inf, rng.integers(0, len(models), len(test)))],
-                                      c_lo, c_hi)
+        routers["random"] = curve_of("random", [
+            (math.inf, rng.integers(0, len(models), len(test)), None)])
     if "oracle" in baselines:
-        routers["oracle"] = summarize(
-            [point(lam, _choose(stream.quality, stream.cost, lam)) for lam in lams], c_lo, c_hi)
+        routers["oracle"] = oracle
     if "task-best" in baselines:
         qhat = _task_means(trd["quality"], trd["task"], stream.task)
         chat = _task_means(trd["cost"], trd["task"], stream.task)
-        routers["task-best"] = summarize([point(lam, _choose(qhat, chat, lam)) for lam in lams],
-                                         c_lo, c_hi)
+        routers["task-best"] = curve_of("task-best", [(lam, _choose(qhat, chat, lam), None)
+                                                      for lam in lams])
     for name in ("knn", "mlp", "rf", "logreg"):
         if name in baselines:
             qhat, chat = _predictive(name, E_train, E_test, trd, stream, prices, seed)
-            routers[name] = summarize([point(lam, _choose(qhat, chat, lam)) for lam in lams],
-                                      c_lo, c_hi)
+            routers[name] = curve_of(name, [(lam, _choose(qhat, chat, lam), None) for lam in lams])
+    best_single = max(single_aiq, key=lambda m: single_aiq[m]["aiq"])
+    for r in routers.values():
+        r["oracle_gap_closed"] = None if oracle is None else oracle_gap_closed(
+            r["aiq"], single_aiq[best_single]["aiq"], oracle["aiq"])
+    if n_boot > 0:
+        boot = paired_bootstrap(stream, {k: v for k, v in runs.items() if k in routers},
+                                n_boot=n_boot, seed=seed)
+        for name, b in boot.items():
+            routers[name]["vs_mixllm"] = b
     return {
         "reference": reference,
         "n_train": len(train), "n_test": len(test),
         "tau": _jlam(tau), "online": online, "config": config.to_json(),
+        "best_single": best_single, "oracle_aiq": None if oracle is None else oracle["aiq"],
+        "bootstrap": {"resamples": n_boot, "resampled": "test prompts, paired across routers",
+                      "interval": "2.5% and 97.5% quantiles of AIQ(router) - AIQ(mixllm)"},
         "routers": routers,
     }
 

@@ -91,7 +91,8 @@ def _cv_eval(ctx: _Context, config: PipelineConfig, **kw: Any) -> dict[str, Any]
     per: dict[str, list] = {}
     for tr, te in ctx.folds:
         rep = evaluate(ctx.data.subset(tr), ctx.data.subset(te), ctx.reference, pool=ctx.pool,
-                       config=config, embeddings=(E[tr], E[te]), seed=ctx.seed, **kw)
+                       config=config, embeddings=(E[tr], E[te]), seed=ctx.seed, n_boot=0,
+                       **kw)
         for name, r in rep["routers"].items():
             per.setdefault(name, []).append(r)
     return {name: _aggregate(v) for name, v in per.items()}
