@@ -287,6 +287,37 @@ def test_cli_eval_fit_route_on_a_long_format_file(tmp_path, capsys):
     assert line["llm"] in MODELS and set(line["terms"]) == set(MODELS)
 
 
+def test_cli_eval_on_costs_without_token_counts(tmp_path, capsys):
+    full = make_data(90, seed=6)
+    data = RoutingData(full.prompt_ids, full.prompts, full.models, full.quality,
+                       cost_usd=full.cost_usd, task=full.task)
+    path = tmp_path / "costs.jsonl"
+    save_long(data, path)
+    assert "output_tokens" not in path.read_text().splitlines()[0]
+    pool = tmp_path / "pool.toml"
+    save_pool(POOL, pool)
+    for extra in (["--pool", str(pool)], []):
+        out_json = tmp_path / "r.json"
+        rc = main(["eval", "--train", str(path), "--reference", "big", "--quiet",
+                   "--cache-dir", "none", "--json", str(out_json),
+                   "--baselines", "single", "oracle", "task-best", *extra])
+        assert rc == 0, capsys.readouterr().err
+        r = json.loads(out_json.read_text())["routers"]
+        assert r["mixllm"]["aiq"] > r["small"]["aiq"]
+    assert "learned directly" in capsys.readouterr().err
+
+
+def test_lengths_from_costs_inverts_the_cost_model():
+    data = make_data(40, seed=2)
+    blind = RoutingData(data.prompt_ids, data.prompts, data.models, data.quality,
+                        cost_usd=data.cost_usd, input_tokens=data.input_tokens, pool=POOL)
+    got = blind.lengths_from_costs()
+    np.testing.assert_allclose(got.output_tokens, data.output_tokens, rtol=1e-9)
+    assert "output_price" in got.meta["output_tokens"]
+    free = [LLM(m.name, m.input_price, 0.0) for m in POOL]
+    assert (blind.lengths_from_costs(free).output_tokens == 0).all()
+
+
 def test_cli_reports_bad_data_cleanly(tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")

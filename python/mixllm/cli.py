@@ -83,9 +83,18 @@ def _limit(data: Any, n: int | None, seed: int):
 
 def _pool_for(args: argparse.Namespace, data: Any):
     """The pool file's LLMs (checked to price every model of the data), else the data's own."""
+    import numpy as np
+
     from . import data as D
+    from .types import LLM
 
     if not args.pool:
+        if not data.pool and not np.isnan(data.cost_usd).all():
+            # No prices, but recorded costs: learn each response's cost directly, as a
+            # "length" in micro-USD priced at 1 USD per million.
+            print("no pool given: costs are learned directly from cost_usd "
+                  "(pass --pool for prices and latency profiles)", file=sys.stderr)
+            return [LLM(m, 0.0, 1.0) for m in data.models]
         return data.match_pool()
     pool = D.load_pool(args.pool)
     missing = sorted(set(data.models) - {m.name for m in pool})

@@ -425,6 +425,30 @@ class RoutingData:
         meta = {**self.meta, "latency_s": "simulated: ttft_s + output_tokens / tokens_per_s"}
         return self._replace(latency_s=lat, pool=tuple(llms), meta=meta)
 
+    def lengths_from_costs(self, pool: PoolLike = None) -> "RoutingData":
+        """Fill unknown output token counts from the recorded costs and the pool's prices.
+
+        For data that records what each response cost but not its length:
+        ``output_tokens = (cost_usd * 1e6 - input_tokens * input_price) / output_price``,
+        clipped at 0, wherever the count is unknown and the cost and input tokens are known.
+        Where an LLM's output price is 0 its length does not move its cost, and is set to 0.
+        The result is the length the router's cost predictor needs to reproduce the cost (its
+        quality of a *length* is that of the prices). Recorded in :attr:`meta`.
+        """
+        llms = self.match_pool(pool)
+        pin = np.array([llm.input_price for llm in llms])
+        pout = np.array([llm.output_price for llm in llms])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            est = np.where(pout > 0, (self.cost_usd * 1e6 - self.input_tokens * pin)
+                           / np.where(pout > 0, pout, 1.0), 0.0)
+        est = np.where(np.isnan(self.cost_usd) | np.isnan(self.input_tokens), np.nan,
+                       np.maximum(est, 0.0))
+        out = np.where(np.isnan(self.output_tokens), est, self.output_tokens)
+        note = "(cost_usd * 1e6 - input_tokens * input_price) / output_price from the pool"
+        meta = {**self.meta, "output_tokens": note if "output_tokens" not in self.meta
+                else f"{self.meta['output_tokens']}; missing ones {note}"}
+        return self._replace(output_tokens=out, pool=tuple(llms), meta=meta)
+
     def assume_output_tokens(self, tokens: float | Mapping[str, float]) -> "RoutingData":
         """Fill unknown output token counts with an assumed response length.
 

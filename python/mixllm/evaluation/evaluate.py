@@ -422,6 +422,12 @@ def evaluate(train: Any, test: Any, reference: str, *, pool: Sequence[LLM] | Non
         raise ValueError(f"the pool has no prices for: {missing}")
     pool = [by_name[m] for m in models]
     test = test.select_models(models)
+    # Data that records costs but no response lengths: the lengths that reproduce the costs
+    # under the pool's prices are what the length predictors learn.
+    if np.isnan(train.output_tokens).all():
+        train = train.lengths_from_costs(pool)
+    if np.isnan(test.output_tokens).all():
+        test = test.lengths_from_costs(pool)
     train_costs = train.fill_costs(pool).cost_usd if np.isnan(train.cost_usd).any() \
         else train.cost_usd
     test = test.fill_costs(pool) if np.isnan(test.cost_usd).any() else test
@@ -535,7 +541,8 @@ def _tokens(data: Any) -> np.ndarray:
 def _out_tokens(data: Any) -> np.ndarray:
     out = data.output_tokens
     if np.isnan(out).all():
-        raise ValueError("the data has no output token counts (needed to learn lengths)")
+        raise ValueError("the data has neither output token counts nor costs (one of them is "
+                         "needed to learn what a response costs)")
     return out
 
 

@@ -219,6 +219,10 @@ class TextRouter:
     def fit_data(self, data: Any, progress: bool = False) -> "TextRouter":
         """Fit on a :class:`mixllm.data.RoutingData` whose models cover :attr:`pool`."""
         cols = [data.models.index(m.name) for m in self.pool]
+        if np.isnan(data.output_tokens).all():
+            # costs but no lengths: the lengths that reproduce the costs under the pool's prices
+            data = data.select_models([m.name for m in self.pool]).lengths_from_costs(self.pool)
+            cols = list(range(len(self.pool)))
         E = self.embed(data.prompts, progress=progress)
         return self.fit(E, data.quality[:, cols], data.output_tokens[:, cols],
                         domain_labels(data.task, data.tags))
