@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     data = D.load_data(args.data)
-    config = PipelineConfig()
+    config = PipelineConfig(features="tags", ridge=10.0)  # the pipeline these figures were taken on
     texts = [prompt_view(p, config.view) for p in data.prompts]
     emb, secs = {}, {}
     for name, enc in (("minilm", OnnxEncoder(cache_dir=args.cache_dir)),
@@ -48,14 +48,15 @@ def main() -> None:
     pool = data.match_pool()
     res: dict[str, dict] = {}
     for cname, cfg in (("tag-enhanced (default)", config),
-                       ("plain embedding (no tags)", replace(config, tags=False))):
+                       ("plain embedding (no tags)", replace(config, features="embedding"))):
         for name, E in emb.items():
             per = []
             for tr, te in folds:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     rep = evaluate(data.subset(tr), data.subset(te), args.reference, pool=pool,
-                                   config=cfg, embeddings=(E[tr], E[te]), baselines=())
+                                   config=cfg, embeddings=(E[tr], E[te]), baselines=(),
+                                   n_boot=0)
                 per.append(rep["routers"]["mixllm"])
             res[f"{cname} / {name}"] = _aggregate(per)
     print(f"embedding {len(texts)} prompt views: " +

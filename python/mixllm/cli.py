@@ -18,9 +18,15 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("router settings")
     g.add_argument("--view", choices=("full", "last_block", "first_last"), default="last_block",
                    help="part of each prompt that is embedded (default: last_block)")
-    g.add_argument("--no-tags", action="store_true", help="route on raw embeddings (no tag transform)")
+    g.add_argument("--features", choices=("auto", "tags", "embedding", "neighbours",
+                                          "tags+neighbours"), default="auto",
+                   help="router feature map (default auto: chosen in fit by cross-validation "
+                        "on the training rows)")
+    g.add_argument("--no-tags", action="store_true",
+                   help="never use the tag transform (the embedding instead)")
     g.add_argument("--tag-rank", type=int, default=4, help="LLM-strength dimensions (default 4)")
-    g.add_argument("--ridge", type=float, default=10.0, help="ridge strength (default 10)")
+    g.add_argument("--ridge", type=float, default=None,
+                   help="ridge strength (default: chosen in fit by cross-validation)")
     g.add_argument("--alpha", type=float, default=0.0, help="weight of the LinUCB bonus")
     g.add_argument("--beta", type=float, default=None,
                    help="weight of the latency penalty (default 1 with --tau, else 0)")
@@ -37,7 +43,8 @@ def _config(args: argparse.Namespace):
 
     tau = getattr(args, "tau", None)
     beta = args.beta if args.beta is not None else (1.0 if tau is not None else 0.0)
-    return PipelineConfig(view=args.view, tags=not args.no_tags, tag_rank=args.tag_rank,
+    return PipelineConfig(view=args.view, features=args.features, tags=not args.no_tags,
+                          tag_rank=args.tag_rank,
                           ridge=args.ridge, alpha=args.alpha, beta=beta,
                           tau=math.inf if tau is None else tau)
 

@@ -524,6 +524,7 @@ def evaluate(train: Any, test: Any, reference: str, *, pool: Sequence[LLM] | Non
         "reference": reference,
         "n_train": len(train), "n_test": len(test),
         "tau": _jlam(tau), "online": online, "config": config.to_json(),
+        "chosen": tr.selection,
         "best_single": best_single, "oracle_aiq": None if oracle is None else oracle["aiq"],
         "bootstrap": {"resamples": n_boot, "resampled": "test prompts, paired across routers",
                       "interval": "2.5% and 97.5% quantiles of AIQ(router) - AIQ(mixllm)"},

@@ -185,10 +185,11 @@ class _State:
         # Cold start: raw embeddings, zero priors, so cost decides until feedback arrives
         # (alpha > 0 adds an exploration bonus).
         cfg = pipeline or PipelineConfig(tags=False)
-        tr = TextRouter(pool, cfg, encoder)
+        tr = TextRouter(pool, cfg, encoder, feature_map="embedding")
         dim = int(tr._encoder().encode(["dim"]).shape[1])
         tr.router = Router(pool, dim, alpha=cfg.alpha, beta=cfg.beta, tau=cfg.tau,
-                           ridge=cfg.ridge, lam=cfg.lam, cold_ridge=cfg.cold_ridge)
+                           ridge=10.0 if cfg.ridge is None else cfg.ridge, lam=cfg.lam,
+                           cold_ridge=cfg.cold_ridge)
         return tr
 
     # ------------------------------------------------------------------ routing

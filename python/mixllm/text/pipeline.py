@@ -34,6 +34,8 @@ from .._io import atomic_write, fsync_dir
 from ..router import Router
 from ..types import LLM, Decision
 from .encoder import Encoder
+from .neighbours import OutcomeMemory
+from .selection import FEATURE_MAPS, RIDGES, blocks_of, choose
 from .tags import TagTransform, cluster_domains
 
 __all__ = ["PipelineConfig", "TextDecision", "TextRouter", "prompt_view", "domain_labels", "VIEWS"]
@@ -89,19 +91,29 @@ class PipelineConfig:
     ----------
     view : {"full", "last_block", "first_last"}
         Part of the prompt that is embedded (see :func:`prompt_view`).
+    features : {"auto", "tags", "embedding", "neighbours", "tags+neighbours"}
+        The router's feature map (see :mod:`mixllm.text.selection`); ``"auto"`` (default)
+        chooses it in :meth:`TextRouter.fit` by cross-validation on the training rows.
     tags : bool
-        Use the tag-enhanced transform; ``False`` feeds the raw embedding to the router.
+        Allow the tag-enhanced transform; ``False`` replaces it by the embedding itself
+        (``"tags"`` becomes ``"embedding"``, ``"tags+neighbours"`` becomes ``"neighbours"``).
+    neighbours : tuple of int
+        Neighbourhood sizes of the neighbour-mean features
+        (:class:`~mixllm.text.neighbours.OutcomeMemory`).
     tag_rank, centroid_dims, keep_embedding, interactions, tag_alpha :
         :class:`~mixllm.text.tags.TagTransform` settings.
     n_clusters : int
         Domains made by k-means when the training data carries no task or tags.
     alpha, beta, tau, ridge, lam, cold_ridge :
-        :class:`~mixllm.router.Router` settings. ``ridge`` defaults to 10, chosen by 5-fold
-        cross-validation on the RouterBench training rows (see docs/RESULTS.md).
+        :class:`~mixllm.router.Router` settings. ``ridge=None`` (default) chooses the ridge
+        strength in :meth:`TextRouter.fit` with the feature map, among
+        :data:`~mixllm.text.selection.RIDGES`.
     """
 
     view: str = "last_block"
+    features: str = "auto"
     tags: bool = True
+    neighbours: tuple[int, ...] = (10, 50)
     tag_rank: int = 4
     centroid_dims: int = 0
     keep_embedding: bool = False
@@ -111,7 +123,7 @@ class PipelineConfig:
     alpha: float = 0.0
     beta: float = 0.0
     tau: float = math.inf
-    ridge: float = 10.0
+    ridge: float | None = None
     lam: float = math.inf
     cold_ridge: float | None = None
 
@@ -121,6 +133,27 @@ class PipelineConfig:
         if isinstance(self.n_clusters, bool) or not isinstance(self.n_clusters, int) \
                 or self.n_clusters < 1:
             raise ValueError(f"n_clusters must be an int >= 1, got {self.n_clusters!r}")
+        if self.features != "auto" and self.features not in FEATURE_MAPS:
+            raise ValueError(f"features must be 'auto' or one of {FEATURE_MAPS}, "
+                             f"got {self.features!r}")
+        ks = tuple(self.neighbours) if isinstance(self.neighbours, (list, tuple)) else None
+        if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+            raise ValueError(f"neighbours must be a non-empty sequence of ints >= 1, "
+                             f"got {self.neighbours!r}")
+        object.__setattr__(self, "neighbours", ks)
+        if self.ridge is not None and (isinstance(self.ridge, bool) or not isinstance(
+                self.ridge, (int, float)) or not math.isfinite(self.ridge) or self.ridge <= 0):
+            raise ValueError(f"ridge must be None (chosen in fit) or a finite number > 0, "
+                             f"got {self.ridge!r}")
+
+    def candidates(self) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        """The feature maps and ridge strengths :meth:`TextRouter.fit` chooses among."""
+        kinds = FEATURE_MAPS if self.features == "auto" else (self.features,)
+        if not self.tags:
+            plain = {"tags": "embedding", "tags+neighbours": "neighbours"}
+            kinds = tuple(dict.fromkeys(plain.get(k, k) for k in kinds))
+        ridges = RIDGES if self.ridge is None else (float(self.ridge),)
+        return kinds, ridges
 
     def to_json(self) -> dict[str, Any]:
         return {k: ("inf" if isinstance(v, float) and math.isinf(v) else v)
@@ -132,6 +165,11 @@ class PipelineConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown pipeline settings: {sorted(unknown)}")
+        d = dict(d)
+        if "features" not in d:  # saved before the feature map was a setting
+            d["features"] = "tags" if d.get("tags", True) else "embedding"
+        if isinstance(d.get("neighbours"), list):
+            d["neighbours"] = tuple(d["neighbours"])
         return cls(**{k: (float(v) if k in ("tau", "lam") else v) for k, v in d.items()})
 
 
@@ -167,12 +205,18 @@ class TextRouter:
     encoder: Encoder | None = None
     transform: TagTransform | None = None
     router: Router | None = None
+    memory: OutcomeMemory | None = None
+    feature_map: str | None = None
+    selection: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.encoder is not None and not isinstance(self.encoder, Encoder):
             raise TypeError(f"encoder must be a mixllm.text.encoder.Encoder (encode, "
                             f"count_tokens, encode_with_counts, dim, identity, max_length, "
                             f"model_sha256), got {type(self.encoder).__name__}")
+        if self.feature_map is None and self.router is not None:
+            # a router built before the feature map was recorded: tags or the embedding
+            self.feature_map = "tags" if self.transform is not None else "embedding"
 
     def _encoder(self) -> Encoder:
         if self.encoder is None:
@@ -187,33 +231,98 @@ class TextRouter:
         return self._encoder().encode(texts, progress=progress)
 
     def features(self, E: np.ndarray) -> np.ndarray:
-        """Router features for embeddings ``E``."""
-        if self.transform is None:
-            return np.asarray(E, dtype=np.float64)
-        return self.transform.transform(E)
+        """Router features for embeddings ``E``: the blocks of the fitted feature map."""
+        E = np.asarray(E, dtype=np.float64)
+        kind = self.feature_map or ("tags" if self.transform is not None else "embedding")
+        out = []
+        for b in blocks_of(kind):
+            if b == "embedding":
+                out.append(E)
+            elif b == "tags":
+                if self.transform is None:
+                    raise ValueError("TextRouter is not fitted")
+                out.append(self.transform.transform(E))
+            else:
+                if self.memory is None:
+                    raise ValueError("TextRouter is not fitted")
+                out.append(self.memory.features(E))
+        return out[0] if len(out) == 1 else np.hstack(out)
+
+    def _new_transform(self) -> TagTransform:
+        cfg = self.config
+        return TagTransform(rank=cfg.tag_rank, centroid_dims=cfg.centroid_dims,
+                            keep_embedding=cfg.keep_embedding, interactions=cfg.interactions,
+                            alpha=cfg.tag_alpha)
+
+    def _blocks(self, E: np.ndarray, quality: np.ndarray, domains: np.ndarray | None,
+                need: Sequence[str], held: np.ndarray | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], TagTransform | None,
+                           OutcomeMemory | None]:
+        """Each needed block fitted on ``E`` (training rows: cross-fitted / leave-self-out
+        features) and applied to ``held`` (embeddings of other rows) when given."""
+        tr, te = {}, {}
+        transform = memory = None
+        if "embedding" in need:
+            tr["embedding"] = E
+            if held is not None:
+                te["embedding"] = held
+        if "tags" in need:
+            if domains is None:
+                domains = cluster_domains(E, min(self.config.n_clusters, len(E)))
+            transform = self._new_transform()
+            tr["tags"] = transform.fit_transform(E, domains, quality)
+            if held is not None:
+                te["tags"] = transform.transform(held)
+        if "neighbours" in need:
+            memory = OutcomeMemory(self.config.neighbours).fit(E, quality,
+                                                               [m.name for m in self.pool])
+            tr["neighbours"] = memory.features(E, leave_self_out=True)
+            if held is not None:
+                te["neighbours"] = memory.features(held)
+        return tr, te, transform, memory
 
     def fit(self, E: np.ndarray, quality: np.ndarray, output_tokens: np.ndarray,
             domains: Sequence[str] | None) -> "TextRouter":
-        """Fit the transform and the router on embeddings and per-LLM observations.
+        """Fit the feature map and the router on embeddings and per-LLM observations.
 
         ``quality`` and ``output_tokens`` are (n, K) in :attr:`pool` order (NaN = unseen);
-        ``domains`` labels each prompt (``None``: k-means clusters when tags are on).
+        ``domains`` labels each prompt (``None``: k-means clusters when tags are on). Where
+        the configuration leaves a choice (``features="auto"``, ``ridge=None``), it is made
+        here by cross-validation on these rows (:func:`mixllm.text.selection.choose`) and
+        recorded in :attr:`selection`.
         """
         cfg = self.config
         E = np.asarray(E, dtype=np.float64)
-        if cfg.tags:
-            if domains is None:
-                domains = cluster_domains(E, min(cfg.n_clusters, len(E)))
-            self.transform = TagTransform(rank=cfg.tag_rank, centroid_dims=cfg.centroid_dims,
-                                          keep_embedding=cfg.keep_embedding,
-                                          interactions=cfg.interactions, alpha=cfg.tag_alpha)
-            F = self.transform.fit_transform(E, domains, quality)
+        q = np.asarray(quality, dtype=np.float64)
+        tok = np.asarray(output_tokens, dtype=np.float64)
+        if E.ndim != 2 or q.shape != (len(E), len(self.pool)) or tok.shape != q.shape:
+            raise ValueError(f"E must be (n, d) and quality, output_tokens (n, {len(self.pool)}),"
+                             f" got {E.shape}, {q.shape}, {tok.shape}")
+        doms = None if domains is None else np.asarray([str(d) for d in domains])
+        if doms is not None and doms.shape != (len(E),):
+            raise ValueError(f"domains must be a sequence of {len(E)} labels")
+        kinds, ridges = cfg.candidates()
+        selection = None
+        if len(kinds) * len(ridges) > 1:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                log_tok = np.log1p(tok)
+
+            def make_blocks(train, held, need):
+                tr, te, _, _ = self._blocks(E[train], q[train],
+                                            None if doms is None else doms[train], need, E[held])
+                return {b: (tr[b], te[b]) for b in need}
+
+            kind, ridge, selection = choose(E, q, log_tok, make_blocks, kinds, ridges)
         else:
-            self.transform = None
-            F = E
-        self.router = Router(self.pool, F.shape[1], alpha=cfg.alpha, beta=cfg.beta, tau=cfg.tau,
-                             ridge=cfg.ridge, lam=cfg.lam, cold_ridge=cfg.cold_ridge)
-        self.router.fit(F, quality, output_tokens)
+            kind, ridge = kinds[0], ridges[0]
+        tr, _, transform, memory = self._blocks(E, q, doms, blocks_of(kind))
+        F = np.hstack([tr[b] for b in blocks_of(kind)])
+        router = Router(self.pool, F.shape[1], alpha=cfg.alpha, beta=cfg.beta, tau=cfg.tau,
+                        ridge=ridge, lam=cfg.lam, cold_ridge=cfg.cold_ridge)
+        router.fit(F, q, tok)
+        self.router, self.transform, self.memory = router, transform, memory
+        self.feature_map = kind
+        self.selection = {"features": kind, "ridge": ridge, **(selection or {})}
         return self
 
     def fit_data(self, data: Any, progress: bool = False) -> "TextRouter":
@@ -263,10 +372,16 @@ class TextRouter:
 
     def feedback(self, prompt: str, llm: str, quality: float, output_tokens: float) -> "TextRouter":
         """Learn one observed outcome on a prompt (embedded again; when the features of its
-        decision are at hand, :meth:`Router.feedback` on them saves that)."""
+        decision are at hand, :meth:`Router.feedback` on them saves that). With neighbour
+        features the outcome is also stored in the memory, after the heads learned on the
+        features the prompt had before it (as the training rows, which never count themselves)."""
         router = self._require()
-        x, _ = self.featurize(prompt, input_tokens=0.0)
+        e = self._encoder().encode([prompt_view(prompt, self.config.view)])
+        x = self.features(e)[0]
         router.feedback(x, llm, quality, output_tokens)
+        # An LLM added after fit has no column in the memory: it learns through its head.
+        if self.memory is not None and llm in self.memory.llms:
+            self.memory.observe(e[0], llm, quality)
         return self
 
     def set_router(self, router: Router) -> Router:
@@ -283,8 +398,9 @@ class TextRouter:
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | os.PathLike) -> None:
-        """Save to a folder: ``manifest.json`` plus the router and the transform in
-        content-addressed files ``router.<sha>.npz`` and ``transform.<sha>.npz`` (no pickle).
+        """Save to a folder: ``manifest.json`` plus the router, the transform and the outcome
+        memory in content-addressed files ``router.<sha>.npz``, ``transform.<sha>.npz`` and
+        ``memory.<sha>.npz`` (no pickle).
 
         The manifest names the files with their sha256 and is replaced last, atomically: it is
         the commit point, so a crash at any moment leaves a folder that loads as the old state
@@ -309,16 +425,25 @@ class TextRouter:
             transform_file = f"transform.{digest[:16]}.npz"
             atomic_write(folder / transform_file, raw)
             files[transform_file] = digest
+        memory_file = None
+        if self.memory is not None:
+            raw = self.memory.to_bytes()
+            digest = hashlib.sha256(raw).hexdigest()
+            memory_file = f"memory.{digest[:16]}.npz"
+            atomic_write(folder / memory_file, raw)
+            files[memory_file] = digest
         fsync_dir(folder)  # the data files are durable before the manifest names them
         enc = self._encoder()
         manifest = {
             "format": _FORMAT, "version": _VERSION, "config": self.config.to_json(),
             "encoder": {"identity": enc.identity, "max_length": enc.max_length,
                         "default_model": _is_default(enc), **_encoder_kind(enc)},
-            "router": router_file, "transform": transform_file, "files": files,
+            "router": router_file, "transform": transform_file, "memory": memory_file,
+            "feature_map": self.feature_map, "selection": self.selection, "files": files,
         }
         atomic_write(folder / "manifest.json", json.dumps(manifest, indent=2).encode())
-        for old in [*folder.glob("router*.npz"), *folder.glob("transform*.npz")]:
+        for old in [*folder.glob("router*.npz"), *folder.glob("transform*.npz"),
+                    *folder.glob("memory*.npz")]:
             if old.name not in files:
                 old.unlink(missing_ok=True)
 
@@ -347,12 +472,21 @@ class TextRouter:
         if manifest["transform"] is not None:
             transform = TagTransform.from_bytes(raws[manifest["transform"]],
                                                 str(folder / manifest["transform"]))
+        memory = None
+        if manifest["memory"] is not None:
+            memory = OutcomeMemory.from_bytes(raws[manifest["memory"]],
+                                              str(folder / manifest["memory"]))
+        kind = manifest["feature_map"]
+        want = {"tags": transform is not None, "neighbours": memory is not None}
+        if any(want[b] != (b in blocks_of(kind)) for b in want):
+            raise ValueError(f"{folder}: feature map {kind!r} does not match the saved files")
         if encoder is None:
             encoder = _rebuild_encoder(manifest["encoder"], folder)
         if encoder.identity != manifest["encoder"]["identity"]:
             raise ValueError(f"{folder}: the router was trained with encoder "
                              f"{manifest['encoder']['identity']}, not {encoder.identity}")
-        return cls(router.llms, manifest["config"], encoder, transform, router)
+        return cls(router.llms, manifest["config"], encoder, transform, router, memory, kind,
+                   manifest.get("selection"))
 
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
@@ -379,9 +513,17 @@ def _read_manifest(mpath: Path) -> dict[str, Any]:
         manifest["router"] = "router.npz"
         manifest["transform"] = "transform.npz" if "transform.npz" in files else None
     router, transform = manifest.get("router"), manifest.get("transform")
-    if not isinstance(router, str) or router not in files or (
-            transform is not None and (not isinstance(transform, str) or transform not in files)):
-        raise ValueError(f"{mpath}: the router or transform file is not in 'files'")
+    memory = manifest.setdefault("memory", None)
+    if not isinstance(router, str) or router not in files or any(
+            f is not None and (not isinstance(f, str) or f not in files)
+            for f in (transform, memory)):
+        raise ValueError(f"{mpath}: the router, transform or memory file is not in 'files'")
+    if "feature_map" not in manifest:  # saved before the feature map was recorded
+        manifest["feature_map"] = "tags" if transform is not None else "embedding"
+    if manifest["feature_map"] not in FEATURE_MAPS:
+        raise ValueError(f"{mpath}: unknown feature map {manifest['feature_map']!r}")
+    if manifest.get("selection") is not None and not isinstance(manifest["selection"], dict):
+        raise ValueError(f"{mpath}: 'selection' must be an object")
     enc = manifest.get("encoder")
     if not isinstance(enc, dict) or not isinstance(enc.get("identity"), str) \
             or isinstance(enc.get("max_length"), bool) or not isinstance(enc.get("max_length"), int):
