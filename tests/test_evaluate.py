@@ -307,6 +307,28 @@ def test_cli_eval_on_costs_without_token_counts(tmp_path, capsys):
     assert "learned directly" in capsys.readouterr().err
 
 
+def test_cli_eval_routerdc_style_data_with_assumed_lengths_and_no_labels(tmp_path, capsys):
+    data = make_data(90, seed=8)
+    for t in ("math", "code"):
+        rows = [i for i, x in enumerate(data.task) if x == t]
+        (tmp_path / f"{t}.json").write_text(json.dumps([
+            {"question": data.prompts[i], "scores": dict(zip(MODELS, data.quality[i].tolist()))}
+            for i in rows]))
+    pool = tmp_path / "pool.toml"
+    save_pool(POOL, pool)
+    base = ["eval", "--train", str(tmp_path), "--reference", "big", "--quiet", "--cache-dir",
+            "none", "--pool", str(pool), "--baselines", "single", "oracle", "task-best"]
+    assert main(base) == 2  # no lengths and no costs: a clear error
+    assert "neither output token counts nor costs" in capsys.readouterr().err
+    out_json = tmp_path / "r.json"
+    assert main([*base, "--assume-output-tokens", "50", "--no-task-labels",
+                 "--json", str(out_json)]) == 0
+    rep = json.loads(out_json.read_text())
+    assert rep["chosen"]["features"] in ("tags", "embedding", "neighbours", "tags+neighbours")
+    # without labels, task-best knows one task only: it is the best single LLM's policy
+    assert rep["routers"]["task-best"]["aiq"] <= rep["routers"]["oracle"]["aiq"]
+
+
 def test_lengths_from_costs_inverts_the_cost_model():
     data = make_data(40, seed=2)
     blind = RoutingData(data.prompt_ids, data.prompts, data.models, data.quality,

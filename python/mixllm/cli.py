@@ -31,6 +31,11 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--beta", type=float, default=None,
                    help="weight of the latency penalty (default 1 with --tau, else 0)")
     g.add_argument("--pool", type=Path, help="pool file (TOML/JSON): prices and latency profiles")
+    g.add_argument("--assume-output-tokens", type=float, metavar="N",
+                   help="response length assumed where the data records none and no cost "
+                        "(RouterDC): every response N tokens")
+    g.add_argument("--no-task-labels", action="store_true",
+                   help="drop the data's task labels and tags (route as on unlabelled data)")
     g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
                    help=f"embedding cache folder (default {DEFAULT_CACHE}); 'none' disables it")
     g.add_argument("--encoder", choices=("minilm", "static"), default="minilm",
@@ -79,6 +84,16 @@ def _load(path: Path, what: str):
         raise SystemExit(f"mixllm: {what} not found: {exc.filename or path}") from exc
 
 
+def _prepared(data: Any, args: argparse.Namespace):
+    """The data with the command line's assumptions applied (stated in its meta)."""
+    n = getattr(args, "assume_output_tokens", None)
+    if n is not None:
+        data = data.assume_output_tokens(n)
+    if getattr(args, "no_task_labels", False):
+        data = data.without_labels()
+    return data
+
+
 def _limit(data: Any, n: int | None, seed: int):
     if n is None or n >= len(data):
         return data
@@ -113,9 +128,9 @@ def _pool_for(args: argparse.Namespace, data: Any):
 def _eval(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import BASELINES, evaluate
 
-    train = _limit(_load(args.train, "training data"), args.limit, args.seed)
+    train = _limit(_prepared(_load(args.train, "training data"), args), args.limit, args.seed)
     if args.test is not None:
-        test = _limit(_load(args.test, "test data"), args.limit, args.seed + 1)
+        test = _limit(_prepared(_load(args.test, "test data"), args), args.limit, args.seed + 1)
     else:
         train, test = train.split(args.split, args.seed)
     pool = _pool_for(args, train)
@@ -163,7 +178,7 @@ def _print_report(report: dict[str, Any]) -> None:
 def _fit(args: argparse.Namespace) -> int:
     from .text.pipeline import TextRouter
 
-    train = _load(args.train, "training data")
+    train = _prepared(_load(args.train, "training data"), args)
     pool = [m for m in _pool_for(args, train) if m.name in train.models]
     tr = TextRouter(pool, _config(args), _encoder(args))
     tr.fit_data(train, progress=not args.quiet)
@@ -194,7 +209,7 @@ def _route(args: argparse.Namespace) -> int:
 def _experiment(args: argparse.Namespace) -> int:
     from .evaluation.experiments import run_experiment, to_markdown
 
-    data = _load(args.data, "data")
+    data = _prepared(_load(args.data, "data"), args)
     res = run_experiment(args.name, data, args.reference, encoder=_encoder(args),
                          config=_config(args), folds=args.folds, seed=args.seed,
                          tau=args.tau_s, alpha=args.explore, new=args.new or (),

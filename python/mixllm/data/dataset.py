@@ -425,6 +425,12 @@ class RoutingData:
         meta = {**self.meta, "latency_s": "simulated: ttft_s + output_tokens / tokens_per_s"}
         return self._replace(latency_s=lat, pool=tuple(llms), meta=meta)
 
+    def without_labels(self) -> "RoutingData":
+        """The same data with no task labels and no tags (as a router meets unlabelled
+        prompts: domains, where needed, come from clustering)."""
+        return self._replace(task=[""] * self.n_prompts, tags=[()] * self.n_prompts,
+                             meta={**self.meta, "task": "dropped (without_labels)"})
+
     def lengths_from_costs(self, pool: PoolLike = None) -> "RoutingData":
         """Fill unknown output token counts from the recorded costs and the pool's prices.
 

@@ -428,6 +428,7 @@ def evaluate(train: Any, test: Any, reference: str, *, pool: Sequence[LLM] | Non
         train = train.lengths_from_costs(pool)
     if np.isnan(test.output_tokens).all():
         test = test.lengths_from_costs(pool)
+    _out_tokens(train), _out_tokens(test)  # neither lengths nor costs: say so now
     train_costs = train.fill_costs(pool).cost_usd if np.isnan(train.cost_usd).any() \
         else train.cost_usd
     test = test.fill_costs(pool) if np.isnan(test.cost_usd).any() else test

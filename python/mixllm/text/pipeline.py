@@ -268,7 +268,9 @@ class TextRouter:
                 te["embedding"] = held
         if "tags" in need:
             if domains is None:
-                domains = cluster_domains(E, min(self.config.n_clusters, len(E)))
+                # at least ~10 prompts a cluster (a classifier over more classes than that
+                # would fit noise on small data)
+                domains = cluster_domains(E, min(self.config.n_clusters, max(1, len(E) // 10)))
             transform = self._new_transform()
             tr["tags"] = transform.fit_transform(E, domains, quality)
             if held is not None:
