@@ -113,6 +113,16 @@ def test_panel_mv(backend, rng, n):
     np.testing.assert_allclose(_reference.panel_mv(P, x), want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("n", SIZES + [24, 25, 40, 57, 63])
+def test_panel_tmv(backend, rng, n):
+    Rp, x = _packed_lower(rng, n), rng.normal(size=n)
+    R = _reference.unpack_lower(Rp, n)
+    P = _core.k_pack_panels(Rp, n)
+    scale = np.abs(R).T @ np.abs(x)
+    np.testing.assert_array_less(np.abs(_core.k_panel_tmv(P, x) - R.T @ x), RTOL * scale + 1e-300)
+    np.testing.assert_allclose(_reference.panel_tmv(P, x), R.T @ x, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("B", [1, 3, 4, 5, 8, 9, 13, 17])
 def test_panel_mm(backend, rng, n, B):

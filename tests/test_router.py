@@ -41,6 +41,15 @@ def _pair(dim, **kw):
     return Router(POOL, dim, engine="native", **kw), Router(POOL, dim, engine="reference", **kw)
 
 
+def _exact(r):
+    """Every term compared with the reference: every bonus exact (a decision leaves an LLM
+    that cannot win at its certified bound; tests/test_bound_refine.py holds that path to the
+    exact one). Set after fit, which builds a new pool."""
+    if r.engine == "native":
+        r._pool.exact_bonus = True
+    return r
+
+
 def _assert_same_decision(a, b):
     assert a.llm == b.llm and a.index == b.index and a.names == b.names
     for t in ("quality", "output_tokens", "cost", "bonus", "penalty", "score"):
@@ -53,6 +62,7 @@ def test_fit_route_feedback_cycle_matches_reference(backend, rng, dim):
     X, q, t = _data(rng, 60, dim)
     native.fit(X, q, t)
     ref.fit(X, q, t)
+    _exact(native)
     for r in (native, ref):
         r.set_waiting_time("gpt-4", 3.0)
         r.set_waiting_time("mixtral", 0.5)

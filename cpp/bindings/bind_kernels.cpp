@@ -165,6 +165,20 @@ void bind_kernels(py::module_& m) {
 
     def_mv<double>(m, "k_panel_mv", &mixllm::Kernels::panel_mv, kPanels);
     def_mm<double>(m, "k_panel_mm", &mixllm::Kernels::panel_mm, kPanels);
+    m.def("k_panel_tmv", [](const darray& P, const darray& x) {
+        require(x.ndim() == 1 && P.ndim() == 1, "P and x must be 1-d");
+        const std::size_t n = static_cast<std::size_t>(x.shape(0));
+        require(static_cast<std::size_t>(P.shape(0)) == mixllm::panel_size(n),
+                "P must hold panel_size(n) entries (panel layout)");
+        darray y(static_cast<py::ssize_t>(n));
+        double* py_ = y.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            std::vector<double> work(mixllm::kPanel * n);
+            mixllm::kernels().panel_tmv(P.data(), x.data(), py_, n, work.data());
+        }
+        return y;
+    }, py::arg("P"), py::arg("x"));
 
     m.def("k_panels_to_f32", [](const darray& P, std::size_t n) {
         require(P.ndim() == 1 && static_cast<std::size_t>(P.shape(0)) == mixllm::panel_size(n),

@@ -224,6 +224,10 @@ void bind_pool(py::module_& m) {
         .def_property("float32", &Pool::float32, &Pool::set_float32,
                       "Opt-in reduced-precision scoring: score/predict whiten the queries with "
                       "the bases' float32 triangles (float64 sums); the state stays float64.")
+        .def_property("exact_bonus", &Pool::exact_bonus, &Pool::set_exact_bonus,
+                      "The oracle: every LLM's bonus computed exactly in every decision. Off "
+                      "(the default), an LLM on a base of its own keeps its certified upper "
+                      "bound unless it could win (the choices are the same; pool.hpp).")
         .def("__len__", &Pool::size)
         .def("names", &Pool::names)
         .def("version", &Pool::version,

@@ -24,22 +24,19 @@ std::uint64_t next_version() {
     return n.fetch_add(1, std::memory_order_relaxed);
 }
 
-namespace {
-
-// out = R^T w for the base's factor (a transposed packed triangular product; not on the hot path).
-void rt_mv(const Base& B, const double* w, double* out, std::size_t d) {
+// out = R^T w for the base's factor (the panels, transposed: kernels.hpp panel_tmv).
+void unwhiten(const Base& B, const double* w, double* out, std::size_t d) {
     if (B.scalar > 0.0) {
         const double c = 1.0 / std::sqrt(B.scalar);
         for (std::size_t i = 0; i < d; ++i) out[i] = c * w[i];
         return;
     }
-    std::fill(out, out + d, 0.0);
-    for (std::size_t i = 0; i < d; ++i) {
-        const double wi = w[i];
-        const double* Ri = B.R.data() + packed_row(i);
-        for (std::size_t j = 0; j <= i; ++j) out[j] += Ri[j] * wi;
-    }
+    thread_local std::vector<double> work;
+    if (work.size() < kPanel * d) work.resize(kPanel * d);
+    kernels().panel_tmv(B.P.data(), w, out, d, work.data());
 }
+
+namespace {
 
 // (I + W W^T)^{-1}, r x r, exactly (Cholesky).
 std::vector<double> correction_inverse(const std::vector<double>& W, std::size_t r, std::size_t d) {
@@ -113,6 +110,33 @@ void whiten(const Base& B, const double* x, double* v, std::size_t d) {
     }
 }
 
+double certify_floor(const Base& G, const Base& S, std::size_t d) {
+    if (&G == &S || G.id == S.id) return 1.0;
+    const Kernels& K = kernels();
+    const std::vector<double> SA = base_matrix(S, d), GA = base_matrix(G, d);
+    // lambda_max of M = R_G S R_G^T by power iteration (x -> R_G S R_G^T x); the Rayleigh
+    // quotient rho <= lambda_max, so 1 / rho may be too high: the Cholesky test decides.
+    std::vector<double> x(d, 1.0 / std::sqrt(static_cast<double>(d))), y(d), z(d);
+    double rho = 0.0;
+    for (int it = 0; it < 30; ++it) {
+        unwhiten(G, x.data(), y.data(), d);
+        for (std::size_t i = 0; i < d; ++i) z[i] = K.dot(SA.data() + i * d, y.data(), d);
+        whiten(G, z.data(), y.data(), d);
+        rho = K.dot(x.data(), y.data(), d);
+        const double n = std::sqrt(K.dot(y.data(), y.data(), d));
+        if (!(n > 0.0) || !std::isfinite(n)) return 0.0;
+        for (std::size_t i = 0; i < d; ++i) x[i] = y[i] / n;
+    }
+    if (!(rho > 0.0) || !std::isfinite(rho)) return 0.0;
+    std::vector<double> M(d * d), work(d * d);
+    double c = 0.97 / rho;
+    for (int tries = 0; tries < 8; ++tries, c *= 0.7) {
+        for (std::size_t i = 0; i < d * d; ++i) M[i] = GA[i] - c * SA[i];
+        if (positive_definite(M.data(), d, work.data())) return c;
+    }
+    return 0.0;
+}
+
 // Per-thread scratch, so that the hot paths do not allocate.
 std::vector<double>& scratch(std::size_t n) {
     thread_local std::vector<double> buf;
@@ -132,6 +156,7 @@ void refactor(ArmState& s, std::size_t d, std::size_t T) {
     s.Cinv.swap(Cinv);
     s.beta.swap(beta);
     s.omega.swap(omega);
+    s.theta = theta(s, d, T);
     s.since_refactor = 0;
 }
 
@@ -145,8 +170,10 @@ void fold(ArmState& s, std::size_t d, std::size_t T) {
     s.beta.swap(beta);
     s.rank = 0;
     s.U.clear(), s.W.clear(), s.Cinv.clear(), s.omega.clear();
+    s.theta = theta(s, d, T);
     s.since_refactor = 0;  // a fold is an exact refactorisation
     s.fold_ticket = 0;     // a fold running unlocked on the old base is void
+    s.floor = 0.0;         // the new base is certified by the caller (Pool::certify)
 }
 
 // Appends the row u (whitened w = R u) with targets y: b += y u, beta += y w, omega and the
@@ -161,8 +188,8 @@ bool append_row(ArmState& s, std::size_t d, std::size_t T, std::size_t max_rank,
         s.Cinv.reserve(max_rank * max_rank), s.omega.reserve(max_rank * T);
     }
     thread_local std::vector<double> cg;
-    if (cg.size() < 2 * r) cg.resize(2 * r);
-    double *c = cg.data(), *g = c + r;
+    if (cg.size() < 2 * r + 2 * d) cg.resize(2 * r + 2 * d);
+    double *c = cg.data(), *g = c + r, *q = g + r, *h = q + d;
     if (r > 0) K.gemv_rect(s.W.data(), w, c, r, d);
     for (std::size_t i = 0; i < r; ++i) g[i] = K.dot(s.Cinv.data() + i * r, c, r);
     const double ww = K.dot(w, w, d);
@@ -181,6 +208,19 @@ bool append_row(ArmState& s, std::size_t d, std::size_t T, std::size_t max_rank,
                 !std::isfinite(s.beta[t * d + j] + y[t] * w[j]))
                 throw std::runtime_error("update of '" + s.name + "' is too large: the "
                                          "statistics would overflow (rescale the targets)");
+    // h = A^{-1} u = R^T (w - W^T g), with the rows before this one; theta's step below.
+    std::copy(w, w + d, q);
+    for (std::size_t i = 0; i < r; ++i) {
+        const double gi = g[i];
+        const double* Wi = s.W.data() + i * d;
+        for (std::size_t j = 0; j < d; ++j) q[j] -= gi * Wi[j];
+    }
+    unwhiten(*s.base, q, h, d);
+    for (std::size_t t = 0; t < T; ++t) {
+        double* th = s.theta.data() + t * d;
+        const double e = (y[t] - K.dot(th, u, d)) / sigma;
+        for (std::size_t j = 0; j < d; ++j) th[j] += e * h[j];
+    }
     // Bordered inverse, in place: rows move from stride r to stride r + 1 (last row first, so
     // that no row is overwritten before it moves), then Cinv += g g^T / sigma and the border.
     s.Cinv.resize((r + 1) * (r + 1));
@@ -222,7 +262,7 @@ std::vector<double> theta(const ArmState& s, std::size_t d, std::size_t T) {
         std::copy(s.beta.begin() + t * d, s.beta.begin() + (t + 1) * d, q.begin());
         for (std::size_t i = 0; i < r; ++i)
             for (std::size_t j = 0; j < d; ++j) q[j] -= h[i] * s.W[i * d + j];
-        rt_mv(*s.base, q.data(), theta.data() + t * d, d);
+        unwhiten(*s.base, q.data(), theta.data() + t * d, d);
     }
     return theta;
 }
@@ -251,7 +291,7 @@ ArmView view(const ArmState& s, std::size_t d, std::size_t T) {
                     K.dot(Rt.data() + i * d + j, Rt.data() + j * d + j, d - j);
     }
     std::vector<double> Y(r * d), CY(r * d, 0.0);
-    for (std::size_t j = 0; j < r; ++j) rt_mv(*s.base, s.W.data() + j * d, Y.data() + j * d, d);
+    for (std::size_t j = 0; j < r; ++j) unwhiten(*s.base, s.W.data() + j * d, Y.data() + j * d, d);
     for (std::size_t i = 0; i < r; ++i)
         for (std::size_t j = 0; j < r; ++j)
             for (std::size_t c = 0; c < d; ++c) CY[i * d + c] += s.Cinv[i * r + j] * Y[j * d + c];

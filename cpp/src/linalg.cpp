@@ -12,11 +12,9 @@ namespace mixllm {
 
 namespace {
 
-// L (lower, row-major in work) and U (row j = column j of L^{-1}, from index j on).
-bool factor(const double* A, std::size_t n, double* work) {
+// L (lower, row-major) with A = L L^T; false if A is not numerically positive definite.
+bool cholesky(const double* A, std::size_t n, double* L) {
     const Kernels& K = kernels();
-    double* L = work;          // lower triangle used
-    double* U = work + n * n;  // row j holds column j of L^{-1}, non-zero from index j on
     for (std::size_t i = 0; i < n; ++i) {
         double* Li = L + i * n;
         for (std::size_t j = 0; j < i; ++j) {
@@ -27,6 +25,15 @@ bool factor(const double* A, std::size_t n, double* work) {
         if (!(d > 0.0) || !std::isfinite(d)) return false;
         Li[i] = std::sqrt(d);
     }
+    return true;
+}
+
+// L (lower, row-major in work) and U (row j = column j of L^{-1}, from index j on).
+bool factor(const double* A, std::size_t n, double* work) {
+    const Kernels& K = kernels();
+    double* L = work;          // lower triangle used
+    double* U = work + n * n;  // row j holds column j of L^{-1}, non-zero from index j on
+    if (!cholesky(A, n, L)) return false;
     // Column j of L^{-1}: solve L y = e_j; y_i = 0 for i < j.
     for (std::size_t j = 0; j < n; ++j) {
         double* y = U + j * n;
@@ -41,6 +48,10 @@ bool factor(const double* A, std::size_t n, double* work) {
 }
 
 }  // namespace
+
+bool positive_definite(const double* A, std::size_t n, double* work) {
+    return cholesky(A, n, work);
+}
 
 bool inverse_cholesky_factor(const double* A, double* R, std::size_t n, double* work) {
     if (!factor(A, n, work)) return false;

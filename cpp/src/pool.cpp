@@ -53,12 +53,9 @@ std::size_t Pool::index_of(const std::string& name) const {
     throw std::out_of_range("unknown LLM: '" + name + "'");
 }
 
-void Pool::push(std::unique_ptr<ArmState> s) {
-    std::unique_lock lock(mu_);
-    for (const auto& a : arms_)
-        if (a->name == s->name) throw std::invalid_argument("LLM already in the pool: '" + s->name + "'");
-    arms_.push_back(std::move(s));
-    version_ = arm::next_version();
+void Pool::certify(ArmState& s) const {
+    s.floor = reference_ ? arm::certify_floor(*s.base, *reference_, dim_) : 0.0;
+    s.floor_ref = reference_ ? reference_->id : 0;
 }
 
 std::shared_ptr<const Base> Pool::scalar_base(double ridge) {
@@ -82,9 +79,9 @@ void Pool::add_arm(const std::string& name, double ridge, const double* theta0, 
     for (const auto& a : arms_)
         if (a->name == name) throw std::invalid_argument("LLM already in the pool: '" + name + "'");
     s->base = scalar_base(ridge);
-    s->beta.resize(T * d);
-    for (std::size_t t = 0; t < T; ++t)
-        arm::whiten(*s->base, s->b.data() + t * d, s->beta.data() + t * d, d);
+    arm::refactor(*s, d, T);  // beta and theta
+    if (!reference_) reference_ = s->base;
+    certify(*s);
     arms_.push_back(std::move(s));
     version_ = arm::next_version();
 }
@@ -97,14 +94,25 @@ void Pool::add_arm_state(const std::string& name, const double* A, const double*
     s->name = name;
     s->base = arm::dense_base(std::vector<double>(A, A + d * d), d, name);
     s->b.assign(b, b + T * d);
-    s->beta.resize(T * d);
-    for (std::size_t t = 0; t < T; ++t)
-        arm::whiten(*s->base, s->b.data() + t * d, s->beta.data() + t * d, d);
+    arm::refactor(*s, d, T);  // beta and theta
     s->input_price = input_price;
     s->output_price = output_price;
     s->n_obs = n_obs;
     s->since_refactor = since_refactor;
-    push(std::move(s));
+    std::shared_ptr<const Base> ref;
+    {
+        std::shared_lock lock(mu_);
+        ref = reference_ ? reference_ : s->base;
+    }
+    s->floor = arm::certify_floor(*s->base, *ref, d);  // O(d^3): outside the lock
+    s->floor_ref = ref->id;
+    std::unique_lock lock(mu_);
+    for (const auto& a : arms_)
+        if (a->name == s->name) throw std::invalid_argument("LLM already in the pool: '" + s->name + "'");
+    if (!reference_) reference_ = s->base;
+    if (s->floor_ref != reference_->id) certify(*s);
+    arms_.push_back(std::move(s));
+    version_ = arm::next_version();
 }
 
 void Pool::fit(const std::vector<std::string>& names, const std::vector<double>& input_prices,
@@ -172,7 +180,9 @@ void Pool::fit(const std::vector<std::string>& names, const std::vector<double>&
             s->base = arm::dense_base(std::move(A), d, names[k]);
         }
         s->beta.resize(T * d);
-        arm::refactor(*s, dim_, n_targets_);  // Cinv, beta, omega exactly; not shared yet
+        arm::refactor(*s, dim_, n_targets_);  // Cinv, beta, omega, theta exactly; not shared yet
+        s->floor = arm::certify_floor(*s->base, *shared, d);
+        s->floor_ref = shared->id;
         arms.push_back(std::move(s));
     }
     std::unique_lock lock(mu_);
@@ -182,6 +192,7 @@ void Pool::fit(const std::vector<std::string>& names, const std::vector<double>&
             if (names[j] == names[k])
                 throw std::invalid_argument("LLM already in the pool: '" + names[k] + "'");
     arms_ = std::move(arms);
+    reference_ = shared;
     version_ = arm::next_version();
 }
 
@@ -221,7 +232,7 @@ bool Pool::fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::s
     const std::size_t d = dim_, T = n_targets_;
     const Kernels& K = kernels();
     const std::uint64_t ticket = next_fold_ticket();
-    std::shared_ptr<const Base> old;
+    std::shared_ptr<const Base> old, ref = reference_;
     std::vector<double> rows;  // the arm's r0 rows, then u
     std::size_t r0 = 0;
     {
@@ -238,11 +249,13 @@ bool Pool::fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::s
     }
     lock.unlock();
     std::shared_ptr<const Base> B;
+    double floor = 0.0;
     std::exception_ptr failed;
     try {
         std::vector<double> A = arm::base_matrix(*old, d);
         arm::add_gram(A, rows.data(), r0 + 1, d);
         B = arm::dense_base(std::move(A), d, name);
+        floor = ref ? arm::certify_floor(*B, *ref, d) : 0.0;
     } catch (...) {
         failed = std::current_exception();
     }
@@ -272,6 +285,8 @@ bool Pool::fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::s
     for (std::size_t t = 0; t < T; ++t)
         for (std::size_t j = 0; j < d; ++j) next.b[t * d + j] += ys[t] * u[j];
     arm::refactor(next, dim_, n_targets_);
+    next.floor = floor;
+    next.floor_ref = ref ? ref->id : 0;
     for (std::size_t i = 0; i < T * d; ++i)
         if (!std::isfinite(next.b[i]) || !std::isfinite(next.beta[i])) {
             lock.unlock();
@@ -324,6 +339,7 @@ void Pool::update_impl(const std::string& name, const double* x, const double* y
             // Rare: fold a copy into a fresh base, on which the row is well conditioned.
             ArmState next = a;
             arm::fold(next, dim_, n_targets_);
+            certify(next);
             arm::whiten(*next.base, x, v, d);
             for (std::size_t j = 0; j < d; ++j) w[j] = sw * v[j];
             if (!arm::append_row(next, d, T, max_rank_, u, w, ys))
@@ -332,7 +348,10 @@ void Pool::update_impl(const std::string& name, const double* x, const double* y
         }
         ++a.n_obs;
         if (++a.since_refactor >= refactor_every_) arm::refactor(a, dim_, n_targets_);
-        if (a.rank >= rank_cap()) arm::fold(a, dim_, n_targets_);  // the unlocked one fell behind
+        if (a.rank >= rank_cap()) {  // the unlocked fold fell behind
+            arm::fold(a, dim_, n_targets_);
+            certify(a);
+        }
     };
     // append_row throws only before it changes anything, but a refactorisation or a fold can
     // fail after the row went in (a factorisation that is not numerically positive definite):
@@ -359,6 +378,7 @@ void Pool::update_batch(const std::string& name, const double* X, const double* 
             arm::whiten(*next.base, X + r * d, w.data(), d);
             if (!arm::append_row(next, d, T, max_rank_, X + r * d, w.data(), Y + r * T)) {
                 arm::fold(next, dim_, n_targets_);
+                certify(next);
                 arm::whiten(*next.base, X + r * d, w.data(), d);
                 if (!arm::append_row(next, d, T, max_rank_, X + r * d, w.data(), Y + r * T))
                     throw std::runtime_error("update of '" + name + "' is not numerically valid");
@@ -380,6 +400,7 @@ void Pool::update_batch(const std::string& name, const double* X, const double* 
     }
     next.n_obs += n;
     arm::refactor(next, dim_, n_targets_);
+    if (next.floor_ref == 0 || next.floor == 0.0 || next.base != s.base) certify(next);
     s = std::move(next);
 }
 

@@ -123,10 +123,28 @@ ScoreResult Pool::score(const double* X, std::size_t B, const double* in_tokens,
     return out;
 }
 
+namespace {
+
+// x^T A^{-1} x from v = R x (vv = v.v) for the arm's base R: v.v - p.g, p = W v, g = Cinv p.
+double arm_quad(const Kernels& K, const ArmState& s, const double* v, double vv, std::size_t d,
+                double* p, double* g) {
+    const std::size_t rk = s.rank;
+    if (rk == 0) return vv;
+    K.gemv_rect(s.W.data(), v, p, rk, d);
+    for (std::size_t i = 0; i < rk; ++i) g[i] = K.dot(s.Cinv.data() + i * rk, p, rk);
+    return vv - K.dot(p, g, rk);
+}
+
+}  // namespace
+
+// Bound and refine (pool.hpp): each query is whitened by the reference base S only; an arm on
+// S (or on a scalar base) gets its exact bonus from that, any other arm the certified bound
+// bonus <= |R_S x| / sqrt(floor) until it could win, when its own base whitens the query and
+// its bonus becomes exact. The choice is the exact score's argmax, first index on ties.
 void Pool::score_into(ScoreResult& out, const double* X, std::size_t B, const double* in_tokens,
                       const ScoreParams& p, bool with_terms, std::uint64_t known_version) const {
     std::shared_lock lock(mu_);
-    const std::size_t n_arms = arms_.size();
+    const std::size_t n_arms = arms_.size(), d = dim_, T = n_targets_;
     if (n_arms == 0) throw std::invalid_argument("the pool is empty");
     out.version = version_;
     out.choice.assign(B, -1);
@@ -135,36 +153,130 @@ void Pool::score_into(ScoreResult& out, const double* X, std::size_t B, const do
     out.names.clear();
     if (version_ != known_version && known_version != kSkipNames)
         for (const auto& a : arms_) out.names.push_back(a->name);
+    const Kernels& K = kernels();
+    // A negative alpha would turn the bonus's upper bound into a lower bound on the score.
+    const bool f32 = float32(), exact = exact_bonus() || p.alpha < 0.0;
     const bool use_pen = p.tau > 0.0 && std::isfinite(p.tau);
-    thread_local std::vector<double> pen_best;  // pen (n_arms), then best (B)
-    pen_best.assign(n_arms + B, 0.0);
-    double* pen = pen_best.data();
-    double* best = pen + n_arms;
-    if (use_pen)
-        for (std::size_t k = 0; k < n_arms; ++k) pen[k] = std::expm1(std::max(arms_[k]->wait, 0.0) / p.tau);
-    std::fill(best, best + B, -std::numeric_limits<double>::infinity());
-    evaluate(X, B, [&](std::size_t k, std::size_t r, const double* means, double quad) {
-        const ArmState& s = *arms_[k];
-        const double q = means[kQuality];
-        const double out_tok = std::expm1(std::clamp(means[kLogTokens], 0.0, kMaxLogTokens));
-        const double cost = (in_tokens[r] * s.input_price + out_tok * s.output_price) * 1e-6;
-        const double bon = std::sqrt(std::max(quad, 0.0));
-        // lam = inf ignores the cost even when it overflows (inf * 0 would be NaN).
-        const double sc = q - (p.inv_lam != 0.0 ? cost * p.inv_lam : 0.0) + p.alpha * bon -
-                          (p.beta != 0.0 ? p.beta * pen[k] : 0.0);
-        // Arms are visited in order for each query, so ">" keeps the first of equal scores.
-        if (sc > best[r]) {
-            best[r] = sc;
-            out.choice[r] = static_cast<std::int64_t>(k);
+    const Base* S = reference_.get();
+    // The bound is certified on exact arithmetic; the rounding of |R_S x| (float32 panels:
+    // 6 2^-24, kernels.hpp) and of the sums is covered by this margin.
+    const double slack = f32 ? 1.0 + 1e-5 : 1.0 + 1e-12;
+    // Per-thread buffers: per arm (n_arms each) pen, base score, value, bonus, state; then the
+    // whitened query and the small products.
+    thread_local std::vector<double> buf;
+    thread_local std::vector<unsigned char> state;  // 0 exact, 1 bounded, 2 unknown
+    constexpr std::size_t kChunk = 64;  // queries whitened by S in one pass over its triangle
+    const std::size_t nb_max = std::min(B, kChunk);
+    buf.resize(6 * n_arms + (nb_max + 1) * d + 2 * rank_cap() + T);
+    state.resize(n_arms);
+    double* pen = buf.data();
+    double* s0 = pen + n_arms;
+    double* val = s0 + n_arms;
+    double* bon = val + n_arms;
+    double* outtok = bon + n_arms;
+    double* qual = outtok + n_arms;
+    double* VS = qual + n_arms;  // nb_max x d: the chunk whitened by S
+    double* v = VS + nb_max * d;
+    double* pp = v + d;
+    double* g = pp + rank_cap();
+    double* means = g + rank_cap();
+    for (std::size_t k = 0; k < n_arms; ++k)
+        pen[k] = use_pen ? std::expm1(std::max(arms_[k]->wait, 0.0) / p.tau) : 0.0;
+    auto whiten_into = [&](const Base& Bs, const double* z, double* w) {
+        if (Bs.scalar > 0.0) {
+            const double c = 1.0 / std::sqrt(Bs.scalar);
+            for (std::size_t i = 0; i < d; ++i) w[i] = c * z[i];
+        } else if (f32) {
+            K.panel_mv_f32(Bs.P32.data(), z, w, d);
+        } else {
+            K.panel_mv(Bs.P.data(), z, w, d);
         }
-        if (with_terms) {
-            double* t = out.terms.data() + (r * n_arms + k) * kNumTerms;
-            t[0] = q, t[1] = out_tok, t[2] = cost, t[3] = bon, t[4] = pen[k], t[5] = sc;
+        // The update after a decision reuses R x from the cache: only a float64 one, so that
+        // the float32 whitening never enters the state (the update recomputes it).
+        if (B == 1 && (!f32 || Bs.scalar > 0.0)) cache_put(Bs.id, z, w);
+    };
+    for (std::size_t r = 0; r < B; ++r) {
+        const double* z = X + r * d;
+        if (S != nullptr && r % kChunk == 0) {
+            const std::size_t nb = std::min(kChunk, B - r);
+            if (nb == 1) {
+                whiten_into(*S, z, VS);
+            } else if (S->scalar > 0.0) {
+                const double c = 1.0 / std::sqrt(S->scalar);
+                for (std::size_t i = 0; i < nb * d; ++i) VS[i] = c * z[i];
+            } else if (f32) {
+                K.panel_mm_f32(S->P32.data(), z, nb, d, VS);
+            } else {
+                K.panel_mm(S->P.data(), z, nb, d, VS);
+            }
         }
-    });
-    // A NaN score never wins a comparison; arm 0 keeps every decision valid.
-    for (auto& c : out.choice)
-        if (c < 0) c = 0;
+        const double* vS = VS + (r % kChunk) * d;
+        const double vvS = S != nullptr ? K.dot(vS, vS, d) : 0.0;
+        // An arm's exact bonus from its own base's whitening of z.
+        // The score in the formula's order of operations (pool.hpp).
+        auto score_of = [&](std::size_t k, double b) {
+            return (s0[k] + p.alpha * b) - (p.beta != 0.0 ? p.beta * pen[k] : 0.0);
+        };
+        auto refine = [&](std::size_t k) {
+            const ArmState& s = *arms_[k];
+            const double* w = vS;
+            if (S == nullptr || s.base.get() != S) {
+                whiten_into(*s.base, z, v);
+                w = v;
+            }
+            const double quad = arm_quad(K, s, w, w == vS ? vvS : K.dot(w, w, d), d, pp, g);
+            bon[k] = std::sqrt(std::max(quad, 0.0));
+            val[k] = score_of(k, bon[k]);
+            state[k] = 0;
+        };
+        for (std::size_t k = 0; k < n_arms; ++k) {
+            const ArmState& s = *arms_[k];
+            K.gemv_rect(s.theta.data(), z, means, T, d);
+            const double q = qual[k] = means[kQuality];
+            outtok[k] = std::expm1(std::clamp(means[kLogTokens], 0.0, kMaxLogTokens));
+            const double cost = (in_tokens[r] * s.input_price + outtok[k] * s.output_price) * 1e-6;
+            // lam = inf ignores the cost even when it overflows (inf * 0 would be NaN).
+            s0[k] = q - (p.inv_lam != 0.0 ? cost * p.inv_lam : 0.0);
+            if (exact || S == nullptr || s.base.get() == S || s.base->scalar > 0.0) {
+                refine(k);
+            } else if (s.floor > 0.0 && s.floor_ref == S->id) {
+                bon[k] = std::sqrt(vvS / s.floor) * slack;
+                val[k] = score_of(k, bon[k]);
+                state[k] = 1;
+            } else {
+                bon[k] = std::numeric_limits<double>::infinity();
+                val[k] = p.alpha > 0.0 ? bon[k] : score_of(k, 0.0);
+                state[k] = 2;
+            }
+        }
+        // The largest value, first index on ties (a NaN never wins); an arm whose value is
+        // only an upper bound is refined and the search repeats, until the winner is exact.
+        // With alpha = 0 the bonus does not enter the score: bounded values are exact scores.
+        std::int64_t best = -1;
+        for (;;) {
+            double bv = -std::numeric_limits<double>::infinity();
+            best = -1;
+            for (std::size_t k = 0; k < n_arms; ++k)
+                if (val[k] > bv) bv = val[k], best = static_cast<std::int64_t>(k);
+            if (best < 0) break;
+            const auto kb = static_cast<std::size_t>(best);
+            if (state[kb] == 0 || (state[kb] == 1 && p.alpha == 0.0)) break;
+            refine(kb);
+        }
+        // Unknown bounds (no certified floor) are refined for the terms as well.
+        for (std::size_t k = 0; k < n_arms; ++k)
+            if (state[k] == 2 && with_terms) refine(k);
+        out.choice[r] = best < 0 ? 0 : best;  // arm 0 keeps every decision valid
+        if (with_terms)
+            for (std::size_t k = 0; k < n_arms; ++k) {
+                const ArmState& s = *arms_[k];
+                double* t = out.terms.data() + (r * n_arms + k) * kNumTerms;
+                const double cost =
+                    (in_tokens[r] * s.input_price + outtok[k] * s.output_price) * 1e-6;
+                t[0] = qual[k], t[1] = outtok[k], t[2] = cost, t[3] = bon[k], t[4] = pen[k];
+                t[5] = state[k] == 0 ? val[k] : score_of(k, bon[k]);
+            }
+    }
 }
 
 }  // namespace mixllm

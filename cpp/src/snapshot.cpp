@@ -16,11 +16,13 @@ namespace mixllm {
 std::unique_ptr<Pool> Pool::clone() const {
     auto p = std::make_unique<Pool>(dim_, n_targets_, refactor_every_, max_rank_);
     p->set_float32(float32());
+    p->set_exact_bonus(exact_bonus());
     std::shared_lock lock(mu_);
     for (const auto& a : arms_) {
         p->arms_.push_back(std::make_unique<ArmState>(*a));
         p->arms_.back()->fold_ticket = 0;  // the original's fold does not install in the copy
     }
+    p->reference_ = reference_;
     p->version_ = version_;
     return p;
 }
@@ -79,8 +81,18 @@ std::unique_ptr<Pool> Pool::from_snapshot(std::size_t dim, std::size_t n_targets
             if (other->name == a.name) bad("duplicate LLM '" + a.name + "'");
         a.base = bases[s.arm_base[k]];
         a.fold_ticket = 0;
+        a.theta = arm::theta(a, d, T);
         p->arms_.push_back(std::make_unique<ArmState>(std::move(a)));
     }
+    // The reference base: the one most arms share (the offline fit's, while it lasts); every
+    // arm's floor is certified against it again (derived state, never stored).
+    std::vector<std::size_t> users(bases.size(), 0);
+    for (std::size_t k = 0; k < s.arm_base.size(); ++k) ++users[s.arm_base[k]];
+    if (!bases.empty()) {
+        const auto most = std::max_element(users.begin(), users.end()) - users.begin();
+        p->reference_ = bases[static_cast<std::size_t>(most)];
+    }
+    for (auto& a : p->arms_) p->certify(*a);
     p->version_ = arm::next_version();
     return p;
 }

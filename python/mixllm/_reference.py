@@ -112,6 +112,21 @@ def panel_mv(P: np.ndarray, x: np.ndarray) -> np.ndarray:
     return y
 
 
+def panel_tmv(P: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``R^T x`` for ``R`` in the panel layout (an update's step of theta)."""
+    x = np.asarray(x, np.float64)
+    n = x.shape[0]
+    y = np.zeros(n)
+    off = 0
+    for p in range(-(-n // PANEL)):
+        c = min(PANEL * (p + 1), n)
+        block = np.asarray(P[off:off + PANEL * c]).reshape(c, PANEL).T  # (PANEL, c)
+        rows = min(PANEL, n - PANEL * p)
+        y[:c] += block[:rows].T @ x[PANEL * p:PANEL * p + rows]
+        off += PANEL * c
+    return y
+
+
 def panel_mm(P: np.ndarray, X: np.ndarray) -> np.ndarray:
     """``R x_b`` for every row of ``X``, ``R`` in the panel layout."""
     return np.array([panel_mv(P, x) for x in np.asarray(X, np.float64)]).reshape(np.shape(X))

@@ -137,6 +137,72 @@ def _times_us(f, n: int) -> np.ndarray:
     return out
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_steady(d: int = 385, k: int = 11, batch: int = 256, n: int = 2000, seed: int = 0,
+               cycles: int = 20000) -> dict[str, Any]:
+    """The figures after ``cycles`` route -> feedback cycles, as in production.
+
+    The router of :func:`run` (fitted on ``2 d`` rows, ``alpha = 0.1``) learns online from a
+    stream: each query is routed (``lam = 0.01``) and the routed LLM's feedback follows, its
+    quality from a fixed hidden linear model (``clip(0.5 + w_k . x + noise, 0, 1)``), its
+    output tokens uniform in 1..499. Then, on the learned state: decision p50/p99 over ``n``
+    single calls, update p50/mean over the last ``min(n, cycles)`` cycles (folds included),
+    batch decisions/s, and the share of ``batch`` replayed queries on which the decision
+    equals exact LinUCB's (the pool's ``exact_bonus`` oracle, every bonus exact).
+    """
+    router, Q = make_router(d, k, batch, seed)
+    rng = np.random.default_rng(seed + 1)
+    W = rng.normal(size=(k, d - 1)) * 0.3
+    lam, n_in = 0.01, 100.0
+    X = rng.normal(size=(cycles, d - 1))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    noise = 0.1 * rng.normal(size=cycles)
+    tokens = rng.integers(1, 500, cycles).astype(float)
+    last = min(n, cycles)
+    upd = np.empty(last)
+    t0 = time.perf_counter()
+    for i in range(cycles):
+        x = X[i]
+        dec = router.route(x, n_in, lam=lam)
+        q = min(max(0.5 + float(W[dec.index] @ x) + noise[i], 0.0), 1.0)
+        t = time.perf_counter_ns()
+        router.feedback(x, dec.llm, q, tokens[i])
+        if i >= cycles - last:
+            upd[i - cycles + last] = (time.perf_counter_ns() - t) / 1e3
+    stream_s = time.perf_counter() - t0
+    dec_us = _times_us(lambda i: router.route(Q[i % len(Q)], n_in, lam=lam), n)
+    n_batch = np.full(len(Q), n_in)
+    b_us = _times_us(lambda i: router.route_batch(Q, n_batch, lam=lam), max(10, n // 50))
+    got = router.route_batch(Q, n_batch, lam=lam)
+    pool = router._pool
+    pool.exact_bonus = True
+    exact = router.route_batch(Q, n_batch, lam=lam)
+    ex_us = _times_us(lambda i: router.route(Q[i % len(Q)], n_in, lam=lam), max(50, n // 4))
+    pool.exact_bonus = False
+    snap = pool.snapshot()
+    return {
+        "cycles": cycles, "stream_s": stream_s,
+        "decision_us": float(np.median(dec_us)), "decision_p99_us": float(np.percentile(dec_us, 99)),
+        "decision_exact_bonus_us": float(np.median(ex_us)),
+        "update_us": float(np.median(upd)), "update_mean_us": float(np.mean(upd)),
+        "update_max_us": float(np.max(upd)),
+        "batch_qps": len(Q) / (float(np.median(b_us)) * 1e-6),
+        "agree_exact_linucb": float(np.mean(got == exact)),
+        "bases": len(snap["bases"]), "n_obs": [int(v) for v in pool.n_obs()],
+    }
+
+
 def run(d: int = 385, k: int = 11, batch: int = 256, n: int = 2000, seed: int = 0,
         peers: bool = True, peers_file: str | os.PathLike | None = None) -> dict[str, Any]:
     """Measure both implementations; returns the figures as a JSON-ready dict.
@@ -197,8 +263,9 @@ def run(d: int = 385, k: int = 11, batch: int = 256, n: int = 2000, seed: int = 
         "decision_after_updates_us": {"mixllm": med(after)},
         "decision_float32_us": {"mixllm": med(mix_dec32), "agree": agree32},
         "batch_qps": {"mixllm": nq / (med(mix_b) * 1e-6), "numpy": nq / (med(np_b) * 1e-6)},
+        "decision_p99_us": {"mixllm": float(np.percentile(mix_dec, 99))},
         "simd_backend": _core.simd_backend(),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+        "machine": {"cpu": _cpu_model(), "cpus": os.cpu_count(),
                     "python": platform.python_version(), "numpy": np.__version__},
         "notes": "medians of single calls; one Python thread; update = feedback right after "
                  "the decision on the same query",
@@ -343,7 +410,7 @@ def _main(args: argparse.Namespace) -> int:
     res = run(d=args.dim, k=args.k, batch=args.batch, n=args.n, seed=args.seed,
               peers=args.peers, peers_file=args.peers_file)
     print(f"routing core, d={res['d']} (intercept included), K={res['k']}, "
-          f"kernels {res['simd_backend']}")
+          f"kernels {res['simd_backend']}, CPU {res['machine']['cpu']}")
     print(f"{'':28}{'mixllm':>12}{'numpy':>12}{'ratio':>8}")
     for key, unit in (("decision_us", "us"), ("update_us", "us"), ("update_mean_us", "us"),
                       ("batch_qps", "/s")):
@@ -354,6 +421,24 @@ def _main(args: argparse.Namespace) -> int:
     print(f"{'decision_float32_us':28}{f32['mixllm']:12.1f}{'':12}"
           f"{res['decision_us']['mixllm'] / f32['mixllm']:7.2f}x vs float64 "
           f"(same decisions on {100 * f32['agree']:.1f}% of the batch)")
+    if args.cycles > 0:
+        st = res["steady"] = run_steady(d=args.dim, k=args.k, batch=args.batch, n=args.n,
+                                        seed=args.seed, cycles=args.cycles)
+        fresh = res
+        print(f"\nfresh (after fit) and steady state (after {st['cycles']} route -> feedback "
+              f"cycles, {st['bases']} bases)")
+        print(f"{'':28}{'fresh':>12}{'steady':>12}")
+        rows = (("decision_us p50", fresh["decision_us"]["mixllm"], st["decision_us"]),
+                ("decision_us p99", fresh["decision_p99_us"]["mixllm"], st["decision_p99_us"]),
+                ("update_us p50", fresh["update_us"]["mixllm"], st["update_us"]),
+                ("update_us mean", fresh["update_mean_us"]["mixllm"], st["update_mean_us"]),
+                ("batch_qps", fresh["batch_qps"]["mixllm"], st["batch_qps"]))
+        for label, a, b in rows:
+            print(f"{label:28}{a:12.1f}{b:12.1f}")
+        print(f"{'decision, every bonus exact':28}{'':12}{st['decision_exact_bonus_us']:12.1f}")
+        print(f"{'update_us max':28}{'':12}{st['update_max_us']:12.1f}")
+        print(f"same decision as exact LinUCB on {100 * st['agree_exact_linucb']:.2f}% of "
+              f"{args.batch} replayed queries")
     if args.peers:
         _print_peers(res)
     encoders = tuple(e for e in args.encoders if e != "none")
@@ -398,6 +483,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=256, help="queries per batch call")
     p.add_argument("--n", type=int, default=2000, help="single calls timed per figure")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cycles", type=int, default=20000,
+                   help="route -> feedback cycles before the steady-state figures (0: skip)")
     p.add_argument("--encoders", nargs="+", choices=("static", "minilm", "none"),
                    default=["static", "minilm"],
                    help="text-to-decision figures for these encoders ('none': skip)")

@@ -30,12 +30,19 @@ std::shared_ptr<const Base> scalar_base(double ridge);
 void add_gram(std::vector<double>& A, const double* U, std::size_t r, std::size_t d);
 // v = R x (float64).
 void whiten(const Base& B, const double* x, double* v, std::size_t d);
+// out = R^T w.
+void unwhiten(const Base& B, const double* w, double* out, std::size_t d);
+// A floor c > 0 with G >= c S for the arm's base G (Cholesky of G - c S succeeds), from a power
+// iteration's estimate of 1 / lambda_max(R_G S R_G^T) lowered until certified; 1 when G is S;
+// 0 when none was found. O(d^3): a fold's cost again at most.
+double certify_floor(const Base& G, const Base& S, std::size_t d);
 
-// Cinv, beta and omega recomputed exactly from U, b and the base; since_refactor = 0.
+// Cinv, beta, omega and theta recomputed exactly from U, b and the base; since_refactor = 0.
 void refactor(ArmState& s, std::size_t d, std::size_t T);
 // A = G + U^T U formed and factorised into a base of the arm's own; rank 0.
 void fold(ArmState& s, std::size_t d, std::size_t T);
-// Appends the row u (whitened w = R u) with targets y. Returns false, s untouched, when the
+// Appends the row u (whitened w = R u) with targets y; theta takes one recursive-least-squares
+// step (theta += A'^{-1} u (y - theta u)^T, A' = A + u u^T: O(d^2/2 + r d)). Returns false, s untouched, when the
 // bordered inverse would not be accurate on this base (the caller folds and retries); throws
 // std::runtime_error, s untouched, when the row or the statistics would overflow.
 bool append_row(ArmState& s, std::size_t d, std::size_t T, std::size_t max_rank, const double* u,

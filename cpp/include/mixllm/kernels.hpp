@@ -23,6 +23,10 @@ struct Kernels {
     // triangular n x n in the panel layout (see panel_offset). Panels stream R once per call with no horizontal sums, so these are the
     // hot path of a decision (L2-bandwidth bound) and of a batch (FMA bound).
     void (*panel_mv)(const double* P, const double* x, double* y, std::size_t n);
+    // y = R^T x on the same panels (an update's step of theta, pool.hpp): each panel p adds
+    // R_{8p+r, j} x_{8p+r} into an accumulator of 8 lanes per column j (work: 8 n doubles),
+    // then y_j = the sum of column j's lanes. Streams R once, no horizontal sum inside.
+    void (*panel_tmv)(const double* P, const double* x, double* y, std::size_t n, double* work);
     void (*panel_mm)(const double* P, const double* X, std::size_t B, std::size_t n, double* Y);
     // The same two products with the panels stored as float32 (the opt-in reduced-precision
     // scoring of a pool, Pool::set_float32); half the bytes of the float64 panels.

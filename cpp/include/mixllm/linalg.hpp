@@ -16,6 +16,11 @@ bool spd_inverse(const double* A, double* Ainv, std::size_t n, double* work);
 // Returns false (and leaves R untouched) if A is not numerically positive definite.
 bool inverse_cholesky_factor(const double* A, double* R, std::size_t n, double* work);
 
+// Whether the symmetric A (row-major n x n) is numerically positive definite: its Cholesky
+// factorisation succeeds (so A + E is positive definite for a perturbation E of the order of
+// n 2^-53 |L||L^T|, Cholesky's backward error). `work` must hold n * n doubles.
+bool positive_definite(const double* A, std::size_t n, double* work);
+
 // The packed-by-rows lower triangle R (see packed_row) in the panel layout of the hot-path
 // kernels (see panel_offset); P must hold panel_size(n) doubles. A pure copy: bit-exact.
 void pack_panels(const double* R, double* P, std::size_t n);

@@ -27,18 +27,44 @@
 //   omega_k = W_k beta_k^T (r_k x T).
 // Woodbury gives A_k^{-1} = R^T (I - W_k^T C_k^{-1} W_k) R, hence with p = W_k v, g = C_k^{-1} p:
 //   x^T A_k^{-1} x = v.v - p.g          theta_k[t] . x = beta_k[t] . v - omega_k[:, t] . g
-// One decision costs one triangular product per distinct base (d^2/2, shared by all arms on
-// it) plus O(r_k d + T d) per arm. An update appends a row: with v cached from the decision on
-// the same query it costs O(r_k d + r_k^2) (bordered inverse of C_k) instead of O(d^2). When
-// r_k reaches max_rank the arm is *folded*: A_k is formed exactly and refactorised into a base
-// of its own (O(d^3)), r_k = 0. The update whose row would take the arm to max_rank computes
-// that base, with its row, with the lock released (decisions and other updates go on
-// meanwhile; rows that arrive are appended as corrections, up to 2 max_rank), then installs it
-// in O(r' d^2 + T d^2) under the lock, the r' rows that came in meanwhile becoming the
-// corrections on the new base; the row goes in with the fold or not at all. A fold that
-// cannot keep up (2 max_rank reached) runs under the lock. C_k is SPD with eigenvalues >= 1, so its bordered inverse is
-// well conditioned; refactor() recomputes C_k^{-1}, beta_k and omega_k exactly from U_k, b_k
-// and the base (the re-anchoring of drift), every refactor_every updates and on request.
+// An update appends a row: with v cached from the decision on the same query it costs
+// O(r_k d + r_k^2) (bordered inverse of C_k) plus one transposed triangular product for
+// theta_k (below) instead of a refactorisation. When r_k reaches max_rank the arm is *folded*:
+// A_k is formed exactly and refactorised into a base of its own (O(d^3)), r_k = 0. The update
+// whose row would take the arm to max_rank computes that base, with its row, with the lock
+// released (decisions and other updates go on meanwhile; rows that arrive are appended as
+// corrections, up to 2 max_rank), then installs it in O(r' d^2 + T d^2) under the lock, the
+// r' rows that came in meanwhile becoming the corrections on the new base; the row goes in
+// with the fold or not at all. A fold that cannot keep up (2 max_rank reached) runs under the
+// lock. C_k is SPD with eigenvalues >= 1, so its bordered inverse is well conditioned;
+// refactor() recomputes C_k^{-1}, beta_k, omega_k and theta_k exactly from U_k, b_k and the
+// base (the re-anchoring of drift), every refactor_every updates and on request.
+//
+// Decisions: bound and refine (why a decision does not read K triangles once arms fold).
+// Each arm keeps theta_k (T x d) explicitly: exact (theta_k above) at every refactorisation and
+// fold, and between them one recursive-least-squares step per row,
+//   theta += h (y - theta u)^T / sigma,  h = A^{-1} u = R^T (w - W^T g),  sigma = 1 + u^T h,
+// which is A'^{-1} b' exactly in exact arithmetic (O(d^2/2 + r d): one transposed triangle).
+// So q_k and len_k cost O(T d) per arm whatever its base. The pool keeps one *reference* base
+// S (the offline fit's shared base; on restore, the base most arms share) and every arm a
+// certified *floor* c_k > 0 with G_k >= c_k S (G_k its base; c_k = 1 on S itself), found by a
+// power iteration on R_G S R_G^T and certified by a Cholesky factorisation of G_k - c_k S
+// when the base is built (a fold, fit, add, restore: O(d^3), at most the fold's cost again).
+// Since A_k = G_k + U_k^T U_k >= G_k >= c_k S,
+//   bonus_k = sqrt(x^T A_k^{-1} x) <= sqrt(x^T S^{-1} x / c_k) = |R_S x| / sqrt(c_k),
+// an upper bound for every arm from the one triangular product R_S x. A decision whitens the
+// query with S only; an arm on S (or on a scalar base) gets its exact bonus from that; any
+// other arm enters with its score's upper bound (alpha >= 0). The arm with the largest value
+// (first index on ties) is refined -- its own base whitens the query, its bonus and score
+// become exact -- until the largest is an exact score: that arm's exact score is >= every
+// other arm's exact score (each is below its bound), so the choice is exact LinUCB's, ties
+// included. A decision costs one triangle, O(T d + r_k d) per arm on S, O(T d) per other arm,
+// and one triangle per refined arm (the winner among them, and those whose bound comes close
+// to it). The rounding of |R_S x| (float32 panels: 6 2^-24) is covered by a
+// margin of 1e-12 (float64) or 1e-5 (float32) on the bound, and the Cholesky certification
+// holds up to its backward error (n 2^-53 |L||L^T|). The terms of an arm left at its bound
+// report that bound as its bonus (and the score from it): >= the exact bonus, equal for every
+// refined arm and for the chosen one. exact_bonus (the oracle, an option) refines every arm.
 #pragma once
 
 #include <cstddef>
@@ -93,6 +119,12 @@ struct ArmState {
     std::uint64_t n_obs = 0;
     std::uint64_t since_refactor = 0;
     std::uint64_t fold_ticket = 0;  // nonzero while a fold of this arm runs outside the lock
+    // Derived, for the decisions (never persisted; recomputed on restore):
+    std::vector<double> theta;  // T x d   A^{-1} b, exact at every refactorisation and fold,
+                                //         one recursive-least-squares step per row between
+    double floor = 0.0;         // c > 0 with G >= c S (S the pool's reference base, certified),
+                                // 0 when unknown: bonus <= |R_S x| / sqrt(c) (see above)
+    std::uint64_t floor_ref = 0;  // id of the S that floor was certified against
 };
 
 // One arm as dense matrices (inspection, persistence, the reference engine); O(d^3).
@@ -148,6 +180,11 @@ class Pool {
     // snapshots, the query cache) stays float64: the float32 whitening never enters the state.
     void set_float32(bool on) { f32_.store(on, std::memory_order_relaxed); }
     bool float32() const { return f32_.load(std::memory_order_relaxed); }
+    // The oracle: every arm's bonus computed exactly in every decision (no pruning by the
+    // certified bound); the choices are the same either way, only the speed and the terms of
+    // the arms pruning skips differ.
+    void set_exact_bonus(bool on) { exact_.store(on, std::memory_order_relaxed); }
+    bool exact_bonus() const { return exact_.load(std::memory_order_relaxed); }
 
     // A deep copy (bases are immutable and stay shared).
     std::unique_ptr<Pool> clone() const;
@@ -204,13 +241,15 @@ class Pool {
     };
 
     std::size_t index_of(const std::string& name) const;  // caller holds the lock
+    // The arm's floor against the reference base (arm::certify); caller holds the lock or
+    // owns s.
+    void certify(ArmState& s) const;
     // Corrections an arm may hold: max_rank, plus as many again while its fold runs unlocked.
     std::size_t rank_cap() const { return 2 * max_rank_; }
     bool fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::string& name,
                        const double* u, const double* ys);
     void update_impl(const std::string& name, const double* x, const double* y, double weight,
                      bool fold_unlocked_ok);
-    void push(std::unique_ptr<ArmState> s);
     std::shared_ptr<const Base> scalar_base(double ridge);  // caller holds the lock
     bool cache_get(std::uint64_t base_id, const double* x, double* v) const;
     void cache_put(std::uint64_t base_id, const double* x, const double* v) const;
@@ -219,6 +258,8 @@ class Pool {
 
     std::size_t dim_, n_targets_, refactor_every_, max_rank_;
     std::vector<std::unique_ptr<ArmState>> arms_;
+    std::shared_ptr<const Base> reference_;  // S: the base decisions whiten every query with
+    std::atomic<bool> exact_{false};
     std::uint64_t version_ = 0;
     std::atomic<bool> f32_{false};
     mutable std::shared_mutex mu_;

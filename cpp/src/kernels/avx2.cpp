@@ -4,6 +4,7 @@
 //   gemv_rect  y_i = sum_j M_ij x_j            (M m x n, two rows a pass)
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (panel layout: two registers a panel, x_j
 //                                               broadcast)
+//   panel_tmv  y_j = sum_{i>=j} R_ij x_i      (panel layout: 8-lane accumulators per column)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (panel layout, four queries per pass)
 //   panel_mv_f32  the same on float32 panels: float32 products and sums over blocks of 8
 //               columns, the block sums in float64 (two panels a pass)
@@ -159,6 +160,29 @@ void panel_mm_t(const T* P, const double* X, std::size_t B, std::size_t n, doubl
     for (; b < B; ++b) one(P, X + b * n, Y + b * n, n);
 }
 
+// y = R^T x: per panel, the 8 values of x it multiplies in two registers, one FMA pair per
+// column into that column's 8-lane accumulator (L1-resident); the lanes summed at the end.
+void panel_tmv(const double* P, const double* x, double* y, std::size_t n, double* work) {
+    std::fill(work, work + kPanel * n, 0.0);
+    for (std::size_t p = 0; p < panel_count(n); ++p) {
+        const double* Pp = P + panel_offset(p);
+        const std::size_t c = std::min(kPanel * (p + 1), n), rows = std::min(kPanel, n - kPanel * p);
+        alignas(32) double xs[kPanel] = {0, 0, 0, 0, 0, 0, 0, 0};
+        std::copy(x + kPanel * p, x + kPanel * p + rows, xs);
+        const __m256d xlo = _mm256_load_pd(xs), xhi = _mm256_load_pd(xs + 4);
+        for (std::size_t j = 0; j < c; ++j) {
+            double* a = work + kPanel * j;
+            const double* e = Pp + kPanel * j;
+            _mm256_storeu_pd(a, _mm256_fmadd_pd(_mm256_loadu_pd(e), xlo, _mm256_loadu_pd(a)));
+            _mm256_storeu_pd(a + 4,
+                             _mm256_fmadd_pd(_mm256_loadu_pd(e + 4), xhi, _mm256_loadu_pd(a + 4)));
+        }
+    }
+    for (std::size_t j = 0; j < n; ++j)
+        y[j] = hsum(_mm256_add_pd(_mm256_loadu_pd(work + kPanel * j),
+                                  _mm256_loadu_pd(work + kPanel * j + 4)));
+}
+
 void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, double* Y) {
     panel_mm_t(P, X, B, n, Y, panel_mv);
 }
@@ -294,7 +318,7 @@ void embed_pool(const float* T, std::size_t dim, const float* w, const std::int3
 }  // namespace
 
 const Kernels& avx2_kernels() {
-    static const Kernels k{"avx2", dot, syr, gemv_rect, panel_mv, panel_mm,
+    static const Kernels k{"avx2", dot, syr, gemv_rect, panel_mv, panel_tmv, panel_mm,
                            panel_mv_f32, panel_mm_f32, embed_pool};
     return k;
 }

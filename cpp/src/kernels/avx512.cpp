@@ -5,6 +5,7 @@
 //   gemv_rect  y_i = sum_j M_ij x_j            (M m x n, two rows a pass)
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (panel layout: one 8-row panel a register,
 //                                               four panels a pass sharing each broadcast x_j)
+//   panel_tmv  y_j = sum_{i>=j} R_ij x_i      (panel layout: 8-lane accumulators per column)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (panel layout, eight queries per pass)
 //   panel_mv_f32  the same on float32 panels: float32 products summed in float32 over blocks
 //               of 8 columns, the block sums in float64 (two columns a 16-float register)
@@ -182,6 +183,23 @@ inline void panel_block(const T* P, const double* X, std::size_t n, double* Y) {
     }
 }
 
+// y = R^T x: per panel, the 8 values of x it multiplies in one register, one FMA per column into
+// that column's 8-lane accumulator (L1-resident); the lanes summed at the end.
+void panel_tmv(const double* P, const double* x, double* y, std::size_t n, double* work) {
+    std::fill(work, work + kPanel * n, 0.0);
+    for (std::size_t p = 0; p < panel_count(n); ++p) {
+        const double* Pp = P + panel_offset(p);
+        const std::size_t c = std::min(kPanel * (p + 1), n), rows = std::min(kPanel, n - kPanel * p);
+        const __m512d xp = _mm512_maskz_loadu_pd(tail_mask(rows), x + kPanel * p);
+        for (std::size_t j = 0; j < c; ++j) {
+            double* a = work + kPanel * j;
+            _mm512_storeu_pd(a, _mm512_fmadd_pd(_mm512_loadu_pd(Pp + kPanel * j), xp,
+                                                _mm512_loadu_pd(a)));
+        }
+    }
+    for (std::size_t j = 0; j < n; ++j) y[j] = _mm512_reduce_add_pd(_mm512_loadu_pd(work + kPanel * j));
+}
+
 void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, double* Y) {
     std::size_t b = 0;
     for (; b + 8 <= B; b += 8) panel_block<8>(P, X + b * n, n, Y + b * n);
@@ -355,7 +373,7 @@ void embed_pool(const float* T, std::size_t dim, const float* w, const std::int3
 }  // namespace
 
 const Kernels& avx512_kernels() {
-    static const Kernels k{"avx512", dot, syr, gemv_rect, panel_mv, panel_mm,
+    static const Kernels k{"avx512", dot, syr, gemv_rect, panel_mv, panel_tmv, panel_mm,
                            panel_mv_f32, panel_mm_f32, embed_pool};
     return k;
 }

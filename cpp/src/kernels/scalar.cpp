@@ -3,6 +3,7 @@
 //   syr        M_ij += c u_i u_j
 //   gemv_rect  y_i = sum_j M_ij x_j            (M m x n)
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (R in the panel layout, kernels.hpp)
+//   panel_tmv  y_j = sum_{i>=j} R_ij x_i      (panel layout: 8-lane accumulators per column)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (R in the panel layout)
 //   panel_mv_f32  the same on float32 panels: float32 products and sums over blocks of 8
 //               columns, the block sums in float64 (kernels.hpp)
@@ -44,6 +45,22 @@ void panel_mv(const double* P, const double* x, double* y, std::size_t n) {
             for (std::size_t j = 0; j < c; ++j) s += Pp[kPanel * j + r] * x[j];
             y[kPanel * p + r] = s;
         }
+    }
+}
+
+void panel_tmv(const double* P, const double* x, double* y, std::size_t n, double* work) {
+    std::fill(work, work + kPanel * n, 0.0);
+    for (std::size_t p = 0; p < panel_count(n); ++p) {
+        const double* Pp = P + panel_offset(p);
+        const std::size_t c = std::min(kPanel * (p + 1), n), rows = std::min(kPanel, n - kPanel * p);
+        for (std::size_t j = 0; j < c; ++j)
+            for (std::size_t r = 0; r < rows; ++r)
+                work[kPanel * j + r] += Pp[kPanel * j + r] * x[kPanel * p + r];
+    }
+    for (std::size_t j = 0; j < n; ++j) {
+        double s = 0.0;
+        for (std::size_t r = 0; r < kPanel; ++r) s += work[kPanel * j + r];
+        y[j] = s;
     }
 }
 
@@ -106,7 +123,7 @@ void embed_pool(const float* T, std::size_t dim, const float* w, const std::int3
 }  // namespace
 
 const Kernels& scalar_kernels() {
-    static const Kernels k{"scalar", dot, syr, gemv_rect, panel_mv, panel_mm,
+    static const Kernels k{"scalar", dot, syr, gemv_rect, panel_mv, panel_tmv, panel_mm,
                            panel_mv_f32, panel_mm_f32, embed_pool};
     return k;
 }

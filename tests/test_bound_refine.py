@@ -1,0 +1,75 @@
+"""Decisions by bound and refine (cpp/include/mixllm/pool.hpp) against the exact oracle.
+
+Once an LLM's corrections fold into a base of its own, a decision whitens the query with the
+shared reference base only and keeps, for that LLM, the certified bound
+``bonus <= |R_S z| / sqrt(floor)`` until the LLM could win; then its own base gives the exact
+bonus. The choices must be exact LinUCB's (``exact_bonus`` on: every bonus exact), the
+predictions exact, and every bonus reported at least the exact one, equal for the chosen LLM.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mixllm import LLM, Router
+
+POOL = [LLM(f"m{i}", float(0.5 + i), float(1.0 + 2 * i)) for i in range(5)]
+
+
+def _stream_router(rng, dim, n_fit, n_stream, alpha):
+    r = Router(POOL, dim, alpha=alpha, lam=50.0, refactor_every=500)
+    X = rng.normal(size=(n_fit, dim))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    r.fit(X, rng.random((n_fit, len(POOL))), rng.integers(1, 400, (n_fit, len(POOL))).astype(float))
+    W = rng.normal(size=(len(POOL), dim)) * 0.3
+    for _ in range(n_stream):
+        x = rng.normal(size=dim)
+        x /= np.linalg.norm(x)
+        d = r.route(x, 100.0)
+        q = float(np.clip(0.5 + W[d.index] @ x + 0.1 * rng.normal(), 0.0, 1.0))
+        r.feedback(x, d.llm, q, float(rng.integers(1, 400)))
+    return r
+
+
+@pytest.mark.parametrize("dim, alpha", [(7, 0.5), (16, 0.3), (17, 1.0), (33, 0.3)])
+def test_bound_and_refine_is_exact_linucb(backend, rng, dim, alpha):
+    r = _stream_router(rng, dim, 3 * dim, 60 * dim, alpha)
+    pool = r._pool
+    assert len(pool.snapshot()["bases"]) > 1  # LLMs on bases of their own: the bound is used
+    Q = rng.normal(size=(400, dim))
+    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    n_in = rng.integers(1, 2000, 400).astype(float)
+    pool.exact_bonus = True
+    want = r.route_batch(Q, n_in)
+    exact = [r.route(q, t) for q, t in zip(Q, n_in)]
+    pool.exact_bonus = False
+    np.testing.assert_array_equal(r.route_batch(Q, n_in), want)
+    loose = 0
+    for q, t, e in zip(Q, n_in, exact):
+        d = r.route(q, t)
+        assert d.llm == e.llm and d.index == e.index
+        for term in ("quality", "output_tokens", "cost", "penalty"):
+            np.testing.assert_array_equal(getattr(d, term), getattr(e, term), err_msg=term)
+        assert np.all(d.bonus >= e.bonus * (1 - 1e-12))
+        assert d.bonus[d.index] == e.bonus[e.index] and d.score[d.index] == e.score[e.index]
+        loose += int(np.any(d.bonus > e.bonus * (1 + 1e-9)))
+    assert loose > 0  # some LLMs were left at their bound: the pruning ran
+
+
+def test_alpha_zero_needs_no_refinement_and_stays_exact(backend, rng):
+    r = _stream_router(rng, 9, 27, 600, 0.4)
+    r.alpha = 0.0
+    Q = rng.normal(size=(200, 9))
+    pool = r._pool
+    pool.exact_bonus = True
+    want = r.route_batch(Q, 50.0)
+    pool.exact_bonus = False
+    np.testing.assert_array_equal(r.route_batch(Q, 50.0), want)
+
+
+def test_exact_bonus_survives_copy_and_defaults_off(backend, rng):
+    r = _stream_router(rng, 5, 15, 50, 0.3)
+    assert r._pool.exact_bonus is False
+    r._pool.exact_bonus = True
+    assert r.clone()._pool.exact_bonus is True
