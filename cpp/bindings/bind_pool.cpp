@@ -7,6 +7,7 @@
 
 #include "common.hpp"
 #include "mixllm/kernels.hpp"
+#include "mixllm/model.hpp"
 #include "mixllm/pool.hpp"
 
 using mixllm::Pool;
@@ -56,11 +57,10 @@ py::dict arm_dict(const mixllm::ArmView& s, std::size_t d, std::size_t T) {
     return out;
 }
 
-// A query from Python as z (length dim): x of length dim (or dim - 1 and a trailing 1 when
-// intercept), checked finite. The message matches the Python layer's.
-const double* query(const py::array& x_in, const Pool& p, bool intercept, const char* name,
-                    std::vector<double>& buf) {
-    const std::size_t d = p.dim(), want = intercept ? d - 1 : d;
+// The shape of a query from Python: (dim,), or (dim - 1,) when the router fits an intercept
+// (the message matches the Python layer's). Returns the array as float64.
+darray query_array(const py::array& x_in, const Pool& p, bool intercept, const char* name) {
+    const std::size_t want = intercept ? p.dim() - 1 : p.dim();
     darray x = darray::ensure(x_in);
     if (!x) throw py::value_error(std::string(name) + " is not a numeric array");
     if (x.ndim() != 1 || static_cast<std::size_t>(x.shape(0)) != want) {
@@ -71,19 +71,7 @@ const double* query(const py::array& x_in, const Pool& p, bool intercept, const 
         throw py::value_error(std::string(name) + " must have shape (" + std::to_string(want) +
                               ",), got " + got);
     }
-    buf.resize(d);
-    const double* px = x.data();
-    std::copy(px, px + want, buf.begin());
-    // One vectorised pass: a NaN or inf entry makes the squared norm non-finite, and so does a
-    // finite x whose squared norm overflows (it would make the bonus inf and the scores NaN).
-    const double ss = mixllm::kernels().dot(px, px, want);
-    if (!std::isfinite(ss)) {
-        for (std::size_t i = 0; i < want; ++i)
-            if (!std::isfinite(px[i])) throw py::value_error(std::string(name) + " contains NaN or inf");
-        throw py::value_error(std::string(name) + " is too large: its squared norm overflows");
-    }
-    if (intercept) buf[d - 1] = 1.0;
-    return buf.data();
+    return x;
 }
 
 // Python's repr of an array's shape: "(5,)", "(2, 3)", "()".
@@ -93,10 +81,9 @@ std::string shape_repr(const py::array& a) {
     return out + (a.ndim() == 1 ? ",)" : ")");
 }
 
-// A batch of queries from Python as Z (B x dim): X of shape (B, dim) (or (B, dim - 1) and a
-// trailing 1 per row when intercept), every row finite with a finite squared norm (one
-// vectorised dot a row; the scan for the culprit only on failure). Messages match the
-// Python layer's. Returns Z, pointing into X itself when no copy is needed.
+// A batch of queries from Python as Z (B x dim): X of shape (B, dim), or (B, dim - 1) and the
+// intercept (model.hpp's features, a row at a time). Returns Z, pointing into X itself when
+// no copy is needed.
 const double* queries(const darray& X, const Pool& p, bool intercept, const char* name,
                       std::vector<double>& buf, std::size_t& B) {
     const std::size_t d = p.dim(), want = intercept ? d - 1 : d;
@@ -105,30 +92,14 @@ const double* queries(const darray& X, const Pool& p, bool intercept, const char
                               "), got " + shape_repr(X));
     B = static_cast<std::size_t>(X.shape(0));
     const double* px = X.data();
-    const mixllm::Kernels& K = mixllm::kernels();
-    for (std::size_t i = 0; i < B; ++i) {
-        const double* row = px + i * want;
-        if (!std::isfinite(K.dot(row, row, want))) {
-            for (std::size_t j = 0; j < want; ++j)
-                if (!std::isfinite(row[j])) throw py::value_error(std::string(name) + " contains NaN or inf");
-            throw py::value_error(std::string(name) + " is too large: a row's squared norm overflows");
-        }
-    }
-    if (!intercept) return px;
-    buf.resize(B * d);
-    for (std::size_t i = 0; i < B; ++i) {
-        std::copy(px + i * want, px + (i + 1) * want, buf.begin() + i * d);
-        buf[i * d + want] = 1.0;
-    }
-    return buf.data();
-}
-
-std::string num(double v) {
-    std::ostringstream os;
-    os << v;
-    std::string s = os.str();
-    if (s.find_first_of(".eEni") == std::string::npos) s += ".0";  // Python's float repr
-    return s;
+    if (intercept) buf.resize(B * d);
+    for (std::size_t i = 0; i < B; ++i)
+        translate([&] {
+            mixllm::features(px + i * want, want, intercept,
+                             intercept ? buf.data() + i * d : const_cast<double*>(px + i * want),
+                             name);
+        });
+    return intercept ? buf.data() : px;
 }
 
 py::dict snapshot_dict(const mixllm::Snapshot& s, std::size_t d, std::size_t T) {
@@ -210,7 +181,8 @@ mixllm::Snapshot snapshot_from(const py::dict& d) {
 void bind_pool(py::module_& m) {
     m.attr("N_TERMS") = mixllm::kNumTerms;
     m.attr("MAX_LOG_TOKENS") = mixllm::kMaxLogTokens;
-    py::class_<Pool>(m, "Pool", "Per-LLM online ridge state and MixLLM scoring (see pool.hpp).")
+    py::class_<Pool>(m, "Pool", py::dynamic_attr(),
+                     "Per-LLM online ridge state and MixLLM scoring (see pool.hpp).")
         .def(py::init([](std::size_t dim, std::size_t n_targets, std::size_t refactor_every,
                          std::size_t max_rank) {
                  return translate([&] { return new Pool(dim, n_targets, refactor_every, max_rank); });
@@ -294,22 +266,12 @@ void bind_pool(py::module_& m) {
         .def("observe",
              [](Pool& p, const std::string& name, const py::array& x, double quality,
                 double output_tokens, double weight, bool intercept) {
-                 // The Router's feedback: validation, intercept and log1p here, in one call.
-                 if (p.n_targets() != 2) throw py::value_error("observe needs a 2-target pool");
-                 thread_local std::vector<double> buf;
-                 const double* z = query(x, p, intercept, "x", buf);
-                 if (!std::isfinite(quality))
-                     throw py::value_error("quality must be finite, got " + num(quality));
-                 if (!std::isfinite(output_tokens))
-                     throw py::value_error("output_tokens must be finite, got " + num(output_tokens));
-                 if (output_tokens < 0.0)
-                     throw py::value_error("output_tokens must be >= 0.0, got " + num(output_tokens));
-                 if (!std::isfinite(weight))
-                     throw py::value_error("weight must be finite, got " + num(weight));
-                 if (!(weight > 0.0)) throw py::value_error("weight must be > 0.0, got " + num(weight));
-                 const double y[2] = {quality, std::log1p(output_tokens)};
+                 // The Router's feedback; its semantics (intercept, log1p, checks) in the core.
+                 const darray z = query_array(x, p, intercept, "x");
                  py::gil_scoped_release nogil;
-                 translate([&] { p.update(name, z, y, weight); });
+                 translate([&] {
+                     p.observe(name, z.data(), intercept, quality, output_tokens, weight);
+                 });
              },
              py::arg("name"), py::arg("x"), py::arg("quality"), py::arg("output_tokens"),
              py::arg("weight"), py::arg("intercept"))
@@ -405,46 +367,44 @@ void bind_pool(py::module_& m) {
              py::arg("X"), py::arg("input_tokens"), py::arg("inv_lam"), py::arg("alpha"),
              py::arg("beta"), py::arg("tau"), py::arg("intercept"))
         .def("route_one",
-             [](const Pool& p, const py::array& x, double in_tokens, double inv_lam, double alpha,
-                double beta, double tau, bool intercept) {
-                 // The Router's single decision: validation and the intercept here, then the
-                 // batch path with B = 1. Returns (llm, index, names, terms (6, K), read-only),
-                 // the Decision's own tuple.
-                 // Per-thread buffers: no allocation but the returned array once warm. The
-                 // names tuple is kept per thread for the membership version it belongs to
-                 // (versions are unique in the process, so it can serve any pool); a raw
-                 // reference, replaced with the GIL held and never destroyed at thread exit.
-                 thread_local std::vector<double> buf;
+             [](py::object self, const py::array& x, double in_tokens, double inv_lam,
+                double alpha, double beta, double tau, bool intercept) {
+                 // The Router's single decision: the batch path with B = 1. Returns (llm,
+                 // index, names, terms (6, K), read-only), the Decision's own tuple. The names
+                 // tuple is memoised on the pool object for its membership version (set and
+                 // read with the GIL held), so that a decision builds no strings.
+                 const Pool& p = self.cast<const Pool&>();
+                 thread_local std::vector<double> z;
                  thread_local mixllm::ScoreResult r;
-                 thread_local std::uint64_t names_version = 0;  // versions start at 1
-                 thread_local PyObject* names_tuple = nullptr;
-                 const double* z = query(x, p, intercept, "x", buf);
+                 const darray xa = query_array(x, p, intercept, "x");
                  if (!std::isfinite(in_tokens) || in_tokens < 0.0)
                      throw py::value_error("input_tokens must be finite and >= 0");
+                 py::object memo = py::getattr(self, "_names_memo", py::none());
+                 std::uint64_t known = 0;  // versions start at 1
+                 if (!memo.is_none()) known = memo.cast<py::tuple>()[0].cast<std::uint64_t>();
                  {
                      py::gil_scoped_release nogil;
                      translate([&] {
-                         p.score_into(r, z, 1, &in_tokens,
-                                      mixllm::ScoreParams{inv_lam, alpha, beta, tau}, true,
-                                      names_version);
+                         z.resize(p.dim());
+                         mixllm::features(xa.data(), intercept ? p.dim() - 1 : p.dim(), intercept,
+                                          z.data(), "x");
+                         p.score_into(r, z.data(), 1, &in_tokens,
+                                      mixllm::ScoreParams{inv_lam, alpha, beta, tau}, true, known);
                      });
                  }
-                 if (r.version != names_version) {
-                     py::tuple t = py::cast(r.names);
-                     Py_XDECREF(names_tuple);
-                     names_tuple = t.release().ptr();
-                     names_version = r.version;
+                 if (r.version != known) {
+                     memo = py::make_tuple(r.version, py::tuple(py::cast(r.names)));
+                     self.attr("_names_memo") = memo;
                  }
+                 const auto names = memo.cast<py::tuple>()[1].cast<py::tuple>();
                  const std::size_t K = r.terms.size() / mixllm::kNumTerms;
                  darray terms({static_cast<py::ssize_t>(mixllm::kNumTerms), static_cast<py::ssize_t>(K)});
                  double* pt = terms.mutable_data();
                  for (std::size_t k = 0; k < K; ++k)
                      for (std::size_t j = 0; j < mixllm::kNumTerms; ++j)
                          pt[j * K + k] = r.terms[k * mixllm::kNumTerms + j];
-                 // Read-only, as the Decision holding it is immutable (one flag bit, no copy).
-                 py::detail::array_proxy(terms.ptr())->flags &=
-                     ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
-                 const auto names = py::reinterpret_borrow<py::tuple>(names_tuple);
+                 // Read-only, as the Decision holding it is immutable (NumPy's own setflags).
+                 terms.attr("setflags")(py::arg("write") = false);
                  const auto k = static_cast<std::size_t>(r.choice[0]);
                  return py::make_tuple(names[k], k, names, std::move(terms));
              },

@@ -11,6 +11,7 @@
 #include "mixllm/arm.hpp"
 #include "mixllm/kernels.hpp"
 #include "mixllm/linalg.hpp"
+#include "mixllm/model.hpp"
 
 namespace mixllm {
 
@@ -307,6 +308,18 @@ void Pool::refactor(const std::string& name) {
 void Pool::refactor_all() {
     std::unique_lock lock(mu_);
     for (auto& s : arms_) arm::refactor(*s, dim_, n_targets_);
+}
+
+void Pool::observe(const std::string& name, const double* x, bool intercept, double quality,
+                   double output_tokens, double weight) {
+    if (n_targets_ != 2) throw std::invalid_argument("observe needs a 2-target pool");
+    thread_local std::vector<double> z;
+    z.resize(dim_);
+    features(x, intercept ? dim_ - 1 : dim_, intercept, z.data(), "x");
+    double y[2];
+    targets(quality, output_tokens, y);
+    check_weight(weight);
+    update(name, z.data(), y, weight);
 }
 
 void Pool::update(const std::string& name, const double* x, const double* y, double weight) {

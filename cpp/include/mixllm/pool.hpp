@@ -214,6 +214,10 @@ class Pool {
     // One observation with weight w > 0 (x: d, y: T): A += w x x^T, b += w x y^T, by appending
     // the row sqrt(w) x. Reuses R x from a recent decision on the same x (see the cache).
     void update(const std::string& name, const double* x, const double* y, double weight = 1.0);
+    // One observation as the router has it (model.hpp): x of dim entries, or dim - 1 and the
+    // intercept; quality and output tokens; weight > 0. Checks everything before any change.
+    void observe(const std::string& name, const double* x, bool intercept, double quality,
+                 double output_tokens, double weight);
     // n observations at once (X: n x d, Y: n x T): exact, followed by a refactorisation.
     void update_batch(const std::string& name, const double* X, const double* Y, std::size_t n);
     // Exact re-anchoring of one arm's derived state, or of every arm's.
