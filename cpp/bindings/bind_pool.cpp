@@ -40,6 +40,17 @@ darray to_array(const std::vector<double>& v, std::vector<py::ssize_t> shape) {
     return a;
 }
 
+// The scalars an arm carries, for an ArmView or an ArmState alike.
+template <typename Arm>
+void put_scalars(py::dict& out, const Arm& a) {
+    out["input_price"] = a.input_price;
+    out["output_price"] = a.output_price;
+    out["wait"] = a.wait;
+    out["n_obs"] = a.n_obs;
+    out["since_refactor"] = a.since_refactor;
+    out["rank"] = a.rank;
+}
+
 py::dict arm_dict(const mixllm::ArmView& s, std::size_t d, std::size_t T) {
     const auto sd = static_cast<py::ssize_t>(d), sT = static_cast<py::ssize_t>(T);
     py::dict out;
@@ -48,12 +59,7 @@ py::dict arm_dict(const mixllm::ArmView& s, std::size_t d, std::size_t T) {
     out["Ainv"] = to_array(s.Ainv, {sd, sd});
     out["b"] = to_array(s.b, {sT, sd});
     out["theta"] = to_array(s.theta, {sT, sd});
-    out["input_price"] = s.input_price;
-    out["output_price"] = s.output_price;
-    out["wait"] = s.wait;
-    out["n_obs"] = s.n_obs;
-    out["since_refactor"] = s.since_refactor;
-    out["rank"] = s.rank;
+    put_scalars(out, s);
     return out;
 }
 
@@ -118,18 +124,13 @@ py::dict snapshot_dict(const mixllm::Snapshot& s, std::size_t d, std::size_t T) 
         py::dict e;
         e["name"] = a.name;
         e["base"] = s.arm_base[k];
-        e["rank"] = a.rank;
         e["U"] = to_array(a.U, {r, sd});
         e["W"] = to_array(a.W, {r, sd});
         e["Cinv"] = to_array(a.Cinv, {r, r});
         e["b"] = to_array(a.b, {sT, sd});
         e["beta"] = to_array(a.beta, {sT, sd});
         e["omega"] = to_array(a.omega, {r, sT});
-        e["input_price"] = a.input_price;
-        e["output_price"] = a.output_price;
-        e["wait"] = a.wait;
-        e["n_obs"] = a.n_obs;
-        e["since_refactor"] = a.since_refactor;
+        put_scalars(e, a);
         arms.append(e);
     }
     py::dict out;
@@ -406,7 +407,7 @@ void bind_pool(py::module_& m) {
                  // Read-only, as the Decision holding it is immutable (NumPy's own setflags).
                  terms.attr("setflags")(py::arg("write") = false);
                  const auto k = static_cast<std::size_t>(r.choice[0]);
-                 return py::make_tuple(names[k], k, names, std::move(terms));
+                 return py::make_tuple(py::object(names[k]), k, names, std::move(terms));
              },
              py::arg("x"), py::arg("input_tokens"), py::arg("inv_lam"), py::arg("alpha"),
              py::arg("beta"), py::arg("tau"), py::arg("intercept"))

@@ -45,6 +45,20 @@ std::vector<double> query(std::mt19937_64& rng, std::size_t d) {
     return x;
 }
 
+// Offline fit on a small full-information set (64 rows, seeded): every arm observes every row.
+void fit_small(Pool& pool, const std::vector<std::string>& names, std::size_t d, std::size_t K) {
+    std::mt19937_64 rng(1);
+    const std::size_t n = 64;
+    std::vector<double> Z, Y;
+    for (std::size_t i = 0; i < n; ++i) {
+        auto x = query(rng, d);
+        Z.insert(Z.end(), x.begin(), x.end());
+        for (std::size_t k = 0; k < K; ++k) Y.push_back(x[k % d]), Y.push_back(3.0);
+    }
+    pool.fit(names, std::vector<double>(K, 1.0), std::vector<double>(K, 2.0), 1.0, Z.data(), n,
+             Y.data());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -56,18 +70,7 @@ int main(int argc, char** argv) {
     Pool pool(d, T, refactor_every, max_rank);
     std::vector<std::string> names;
     for (std::size_t k = 0; k < K; ++k) names.push_back("llm" + std::to_string(k));
-    {  // offline fit on a small full-information set: the arms share one base
-        std::mt19937_64 rng(1);
-        const std::size_t n = 64;
-        std::vector<double> Z, Y;
-        for (std::size_t i = 0; i < n; ++i) {
-            auto x = query(rng, d);
-            Z.insert(Z.end(), x.begin(), x.end());
-            for (std::size_t k = 0; k < K; ++k) Y.push_back(x[k % d]), Y.push_back(3.0);
-        }
-        pool.fit(names, std::vector<double>(K, 1.0), std::vector<double>(K, 2.0), 1.0, Z.data(),
-                 n, Y.data());
-    }
+    fit_small(pool, names, d, K);  // the arms share one base
     struct Obs { std::size_t arm; std::vector<double> x, y; };
     std::vector<std::vector<Obs>> logs(per_role);
     std::atomic<bool> stop{false};
@@ -169,18 +172,7 @@ int main(int argc, char** argv) {
 
     // No lost updates: counts and sufficient statistics equal a sequential replay.
     Pool seq(d, T, refactor_every, max_rank);
-    {
-        std::mt19937_64 rng(1);
-        const std::size_t n = 64;
-        std::vector<double> Z, Y;
-        for (std::size_t i = 0; i < n; ++i) {
-            auto x = query(rng, d);
-            Z.insert(Z.end(), x.begin(), x.end());
-            for (std::size_t k = 0; k < K; ++k) Y.push_back(x[k % d]), Y.push_back(3.0);
-        }
-        seq.fit(names, std::vector<double>(K, 1.0), std::vector<double>(K, 2.0), 1.0, Z.data(), n,
-                Y.data());
-    }
+    fit_small(seq, names, d, K);
     for (const auto& log : logs)
         for (const auto& o : log) seq.update(names[o.arm], o.x.data(), o.y.data(), 1.0);
     auto got = pool.n_obs(), want = seq.n_obs();
