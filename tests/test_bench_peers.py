@@ -74,7 +74,7 @@ def test_bench_json_gains_the_installed_peer(tmp_path, name, module, batched):
     _importorskip(module)
     out = tmp_path / "bench.json"
     assert _cli(["--dim", "9", "--k", "3", "--batch", "8", "--n", "20", "--encoders", "none",
-                 "--peers-file", str(PEERS_FILE), "--json", str(out)]) == 0
+                 "--cycles", "0", "--peers-file", str(PEERS_FILE), "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     for key in ("decision_us", "update_us"):
         assert {"mixllm", "numpy", name} <= set(res[key]) and res[key][name] > 0
@@ -89,7 +89,7 @@ def test_bench_json_keeps_its_keys_when_no_peer_is_installed(tmp_path, monkeypat
         monkeypatch.setitem(sys.modules, module, None)
     out = tmp_path / "bench.json"
     assert _cli(["--dim", "9", "--k", "3", "--batch", "8", "--n", "20", "--encoders", "none",
-                 "--peers-file", str(PEERS_FILE), "--json", str(out)]) == 0
+                 "--cycles", "0", "--peers-file", str(PEERS_FILE), "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     for key in ("decision_us", "update_us", "update_mean_us", "batch_qps"):
         assert set(res[key]) == {"mixllm", "numpy"}
@@ -107,7 +107,7 @@ def test_bench_without_the_adapters_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "PEERS_FILE", Path("no-such-folder") / "peers.py")
     out = tmp_path / "bench.json"
     assert _cli(["--dim", "9", "--k", "3", "--batch", "8", "--n", "20", "--encoders", "none",
-                 "--json", str(out)]) == 0
+                 "--cycles", "0", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["peers"] == {} and res["peers_not_installed"] == [] and res["peers_file"] is None
     assert set(res["decision_us"]) == {"mixllm", "numpy"}
@@ -117,7 +117,8 @@ def test_bench_without_the_adapters_says_so(tmp_path, monkeypatch, capsys):
 def test_no_peers_flag_leaves_the_json_as_before(tmp_path):
     out = tmp_path / "bench.json"
     assert _cli(["--dim", "9", "--k", "3", "--batch", "8", "--n", "20", "--encoders", "none",
-                 "--no-peers", "--peers-file", str(PEERS_FILE), "--json", str(out)]) == 0
+                 "--no-peers", "--cycles", "0", "--peers-file", str(PEERS_FILE), "--json",
+                 str(out)]) == 0
     res = json.loads(out.read_text())
     assert "peers" not in res and "peers_not_installed" not in res
     for key in ("decision_us", "update_us", "batch_qps"):
@@ -139,3 +140,20 @@ def test_scaling_script_writes_json_and_plot(tmp_path):
     png = tmp_path / "scaling.png"
     scaling.plot(res, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_reports_the_steady_state_beside_the_fresh_figures(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert _cli(["--dim", "9", "--k", "3", "--batch", "16", "--n", "20", "--encoders", "none",
+                 "--no-peers", "--cycles", "400", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    st = res["steady"]
+    assert st["cycles"] == 400 and sum(st["n_obs"]) >= 400
+    for key in ("decision_us", "decision_p99_us", "decision_exact_bonus_us", "update_us",
+                "update_mean_us", "batch_qps"):
+        assert st[key] > 0, key
+    assert st["agree_exact_linucb"] == 1.0  # bound and refine: the exact choices
+    assert res["machine"]["cpu"] and res["simd_backend"]
+    printed = capsys.readouterr().out
+    assert "steady state (after 400 route -> feedback cycles" in printed
+    assert "same decision as exact LinUCB on 100.00%" in printed
