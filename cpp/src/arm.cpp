@@ -173,7 +173,7 @@ void fold(ArmState& s, std::size_t d, std::size_t T) {
     s.theta = theta(s, d, T);
     s.since_refactor = 0;  // a fold is an exact refactorisation
     s.fold_ticket = 0;     // a fold running unlocked on the old base is void
-    s.floor = 0.0;         // the new base is certified by the caller (Pool::certify)
+    s.floor = 0.0;         // the caller keeps or certifies the floor (Pool::refloor)
 }
 
 // Appends the row u (whitened w = R u) with targets y: b += y u, beta += y w, omega and the

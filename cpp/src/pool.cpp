@@ -57,6 +57,12 @@ std::size_t Pool::index_of(const std::string& name) const {
 void Pool::certify(ArmState& s) const {
     s.floor = reference_ ? arm::certify_floor(*s.base, *reference_, dim_) : 0.0;
     s.floor_ref = reference_ ? reference_->id : 0;
+    s.floor_n = s.n_obs;
+}
+
+void Pool::refloor(ArmState& s, double old_floor) const {
+    s.floor = old_floor;
+    if (floor_due(s)) certify(s);
 }
 
 std::shared_ptr<const Base> Pool::scalar_base(double ridge) {
@@ -107,6 +113,7 @@ void Pool::add_arm_state(const std::string& name, const double* A, const double*
     }
     s->floor = arm::certify_floor(*s->base, *ref, d);  // O(d^3): outside the lock
     s->floor_ref = ref->id;
+    s->floor_n = s->n_obs;
     std::unique_lock lock(mu_);
     for (const auto& a : arms_)
         if (a->name == s->name) throw std::invalid_argument("LLM already in the pool: '" + s->name + "'");
@@ -184,6 +191,7 @@ void Pool::fit(const std::vector<std::string>& names, const std::vector<double>&
         arm::refactor(*s, dim_, n_targets_);  // Cinv, beta, omega, theta exactly; not shared yet
         s->floor = arm::certify_floor(*s->base, *shared, d);
         s->floor_ref = shared->id;
+        s->floor_n = s->n_obs;
         arms.push_back(std::move(s));
     }
     std::unique_lock lock(mu_);
@@ -234,6 +242,8 @@ bool Pool::fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::s
     const Kernels& K = kernels();
     const std::uint64_t ticket = next_fold_ticket();
     std::shared_ptr<const Base> old, ref = reference_;
+    bool due = true;
+    double old_floor = 0.0;
     std::vector<double> rows;  // the arm's r0 rows, then u
     std::size_t r0 = 0;
     {
@@ -242,6 +252,8 @@ bool Pool::fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::s
             throw std::runtime_error("update of '" + s.name + "' is too large: its squared norm "
                                      "overflows (rescale the embedding or the weight)");
         s.fold_ticket = ticket;
+        due = floor_due(s);
+        old_floor = s.floor;
         old = s.base;
         r0 = s.rank;
         rows.reserve((r0 + 1) * d);
@@ -256,7 +268,7 @@ bool Pool::fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::s
         std::vector<double> A = arm::base_matrix(*old, d);
         arm::add_gram(A, rows.data(), r0 + 1, d);
         B = arm::dense_base(std::move(A), d, name);
-        floor = ref ? arm::certify_floor(*B, *ref, d) : 0.0;
+        floor = !ref ? 0.0 : due ? arm::certify_floor(*B, *ref, d) : old_floor;
     } catch (...) {
         failed = std::current_exception();
     }
@@ -288,6 +300,7 @@ bool Pool::fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::s
     arm::refactor(next, dim_, n_targets_);
     next.floor = floor;
     next.floor_ref = ref ? ref->id : 0;
+    if (due) next.floor_n = next.n_obs + 1;
     for (std::size_t i = 0; i < T * d; ++i)
         if (!std::isfinite(next.b[i]) || !std::isfinite(next.beta[i])) {
             lock.unlock();
@@ -351,8 +364,9 @@ void Pool::update_impl(const std::string& name, const double* x, const double* y
         if (!arm::append_row(a, d, T, max_rank_, u, w, ys)) {
             // Rare: fold a copy into a fresh base, on which the row is well conditioned.
             ArmState next = a;
+            const double f = next.floor;
             arm::fold(next, dim_, n_targets_);
-            certify(next);
+            refloor(next, f);
             arm::whiten(*next.base, x, v, d);
             for (std::size_t j = 0; j < d; ++j) w[j] = sw * v[j];
             if (!arm::append_row(next, d, T, max_rank_, u, w, ys))
@@ -362,8 +376,9 @@ void Pool::update_impl(const std::string& name, const double* x, const double* y
         ++a.n_obs;
         if (++a.since_refactor >= refactor_every_) arm::refactor(a, dim_, n_targets_);
         if (a.rank >= rank_cap()) {  // the unlocked fold fell behind
+            const double f = a.floor;
             arm::fold(a, dim_, n_targets_);
-            certify(a);
+            refloor(a, f);
         }
     };
     // append_row throws only before it changes anything, but a refactorisation or a fold can
@@ -390,8 +405,9 @@ void Pool::update_batch(const std::string& name, const double* X, const double* 
         for (std::size_t r = 0; r < n; ++r) {
             arm::whiten(*next.base, X + r * d, w.data(), d);
             if (!arm::append_row(next, d, T, max_rank_, X + r * d, w.data(), Y + r * T)) {
+                const double f = next.floor;
                 arm::fold(next, dim_, n_targets_);
-                certify(next);
+                refloor(next, f);
                 arm::whiten(*next.base, X + r * d, w.data(), d);
                 if (!arm::append_row(next, d, T, max_rank_, X + r * d, w.data(), Y + r * T))
                     throw std::runtime_error("update of '" + name + "' is not numerically valid");
@@ -413,7 +429,7 @@ void Pool::update_batch(const std::string& name, const double* X, const double* 
     }
     next.n_obs += n;
     arm::refactor(next, dim_, n_targets_);
-    if (next.floor_ref == 0 || next.floor == 0.0 || next.base != s.base) certify(next);
+    if (next.base != s.base) refloor(next, s.floor);  // the base grew: the old floor holds
     s = std::move(next);
 }
 

@@ -237,8 +237,13 @@ void Pool::score_into(ScoreResult& out, const double* X, std::size_t B, const do
             const double cost = (in_tokens[r] * s.input_price + outtok[k] * s.output_price) * 1e-6;
             // lam = inf ignores the cost even when it overflows (inf * 0 would be NaN).
             s0[k] = q - (p.inv_lam != 0.0 ? cost * p.inv_lam : 0.0);
-            if (exact || S == nullptr || s.base.get() == S || s.base->scalar > 0.0) {
+            if (exact || S == nullptr || s.base->scalar > 0.0 ||
+                (s.base.get() == S && s.rank == 0)) {
                 refine(k);
+            } else if (s.base.get() == S) {  // A_k = S + U^T U >= S: floor 1, refined in O(r d)
+                bon[k] = std::sqrt(vvS) * slack;
+                val[k] = score_of(k, bon[k]);
+                state[k] = 1;
             } else if (s.floor > 0.0 && s.floor_ref == S->id) {
                 bon[k] = std::sqrt(vvS / s.floor) * slack;
                 val[k] = score_of(k, bon[k]);

@@ -49,22 +49,26 @@
 // S (the offline fit's shared base; on restore, the base most arms share) and every arm a
 // certified *floor* c_k > 0 with G_k >= c_k S (G_k its base; c_k = 1 on S itself), found by a
 // power iteration on R_G S R_G^T and certified by a Cholesky factorisation of G_k - c_k S
-// when the base is built (a fold, fit, add, restore: O(d^3), at most the fold's cost again).
+// when the base is built (fit, add, restore: O(d^3), about a fold's cost). A fold only adds
+// to G_k, so its floor stays valid: it is certified again only once the arm's observations
+// have doubled since (O(log n) certifications per arm over a stream of n).
 // Since A_k = G_k + U_k^T U_k >= G_k >= c_k S,
 //   bonus_k = sqrt(x^T A_k^{-1} x) <= sqrt(x^T S^{-1} x / c_k) = |R_S x| / sqrt(c_k),
 // an upper bound for every arm from the one triangular product R_S x. A decision whitens the
-// query with S only; an arm on S (or on a scalar base) gets its exact bonus from that; any
-// other arm enters with its score's upper bound (alpha >= 0). The arm with the largest value
-// (first index on ties) is refined -- its own base whitens the query, its bonus and score
-// become exact -- until the largest is an exact score: that arm's exact score is >= every
-// other arm's exact score (each is below its bound), so the choice is exact LinUCB's, ties
-// included. A decision costs one triangle, O(T d + r_k d) per arm on S, O(T d) per other arm,
-// and one triangle per refined arm (the winner among them, and those whose bound comes close
-// to it). The rounding of |R_S x| (float32 panels: 6 2^-24) is covered by a
-// margin of 1e-12 (float64) or 1e-5 (float32) on the bound, and the Cholesky certification
-// holds up to its backward error (n 2^-53 |L||L^T|). The terms of an arm left at its bound
-// report that bound as its bonus (and the score from it): >= the exact bonus, equal for every
-// refined arm and for the chosen one. exact_bonus (the oracle, an option) refines every arm.
+// query with S only; an arm on S without corrections (or on a scalar base) gets its exact
+// bonus from that; any other arm enters with its score's upper bound (alpha >= 0): floor 1 for
+// an arm on S with corrections (A_k >= S; refining it costs O(r_k d), no triangle). The arm
+// with the largest value (first index on ties) is refined -- its bonus and score become exact
+// (its own base whitens the query) -- until the largest is an exact score: that arm's exact
+// score is >= every other arm's exact score (each is below its bound), so the choice is exact
+// LinUCB's, ties included. A decision costs one triangle and O(T d) per arm, plus O(r_k d) per
+// refined arm on S and one triangle per refined arm on a base of its own (the winner, and
+// those whose bound comes close to its score). The rounding of |R_S x| (float32 panels:
+// 6 2^-24) is covered by a margin of 1e-12 (float64) or 1e-5 (float32) on the bound, and the
+// Cholesky certification holds up to its backward error (n 2^-53 |L||L^T|). The terms of an
+// arm left at its bound report that bound as its bonus (and the score from it): >= the exact
+// bonus, equal for every refined arm and for the chosen one. exact_bonus (the oracle, an
+// option) refines every arm.
 #pragma once
 
 #include <cstddef>
@@ -125,6 +129,8 @@ struct ArmState {
     double floor = 0.0;         // c > 0 with G >= c S (S the pool's reference base, certified),
                                 // 0 when unknown: bonus <= |R_S x| / sqrt(c) (see above)
     std::uint64_t floor_ref = 0;  // id of the S that floor was certified against
+    std::uint64_t floor_n = 0;    // n_obs when it was certified (a fold keeps it until n_obs
+                                  // doubles: G only grows, so the floor stays valid)
 };
 
 // One arm as dense matrices (inspection, persistence, the reference engine); O(d^3).
@@ -245,9 +251,15 @@ class Pool {
     };
 
     std::size_t index_of(const std::string& name) const;  // caller holds the lock
-    // The arm's floor against the reference base (arm::certify); caller holds the lock or
-    // owns s.
+    // The arm's floor against the reference base (arm::certify_floor); caller holds the lock
+    // or owns s. refloor: after a fold (the base only grew), the old floor is kept until the
+    // arm's observations double since it was certified, then certified again.
     void certify(ArmState& s) const;
+    void refloor(ArmState& s, double old_floor) const;
+    bool floor_due(const ArmState& s) const {
+        return !reference_ || s.floor_ref != reference_->id || s.floor <= 0.0 ||
+               s.n_obs + 1 >= 2 * s.floor_n;
+    }
     // Corrections an arm may hold: max_rank, plus as many again while its fold runs unlocked.
     std::size_t rank_cap() const { return 2 * max_rank_; }
     bool fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::string& name,
