@@ -73,3 +73,28 @@ def test_exact_bonus_survives_copy_and_defaults_off(backend, rng):
     assert r._pool.exact_bonus is False
     r._pool.exact_bonus = True
     assert r.clone()._pool.exact_bonus is True
+
+
+def test_saved_router_keeps_its_terms_and_a_version_2_file_still_loads(backend, rng):
+    from mixllm._io import pack_checked, unpack_checked
+    from mixllm.router import StateError
+
+    r = _stream_router(rng, 8, 24, 400, 0.4)
+    Q = rng.normal(size=(60, 8))
+    raw = r.to_bytes()
+    back = type(r).from_bytes(raw)
+    for q in Q:  # version 3: the reference base, the floors and theta as they were
+        assert back.route(q, 30.0) == r.route(q, 30.0)
+    # The same state written as version 2 (no reference, floors or theta): the floors are
+    # certified again on load; the choices and predictions stay exact.
+    manifest, data = unpack_checked(raw, "<test>", "mixllm router file", error=StateError)
+    manifest["version"] = 2
+    es = manifest["engine_state"]
+    es.pop("reference")
+    for a in es["arms"]:
+        a.pop("floor"), a.pop("floor_n")
+    data = {k: v for k, v in data.items() if not k.endswith(".theta") or not k.startswith("native.")}
+    old = type(r).from_bytes(pack_checked(manifest, data))
+    np.testing.assert_array_equal(old.route_batch(Q, 30.0), r.route_batch(Q, 30.0))
+    for a, b in zip(old.predict(Q), r.predict(Q)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)

@@ -131,11 +131,17 @@ py::dict snapshot_dict(const mixllm::Snapshot& s, std::size_t d, std::size_t T) 
         e["beta"] = to_array(a.beta, {sT, sd});
         e["omega"] = to_array(a.omega, {r, sT});
         put_scalars(e, a);
+        e["theta"] = to_array(a.theta, {sT, sd});
+        e["floor"] = a.floor;
+        e["floor_n"] = a.floor_n;
         arms.append(e);
     }
     py::dict out;
     out["bases"] = bases;
     out["arms"] = arms;
+    out["reference"] = s.reference == mixllm::Snapshot::kNoReference
+                           ? py::object(py::none())
+                           : py::object(py::int_(s.reference));
     return out;
 }
 
@@ -172,8 +178,13 @@ mixllm::Snapshot snapshot_from(const py::dict& d) {
         a.wait = e["wait"].cast<double>();
         a.n_obs = e["n_obs"].cast<std::uint64_t>();
         a.since_refactor = e["since_refactor"].cast<std::uint64_t>();
+        if (e.contains("theta")) a.theta = vec(e["theta"], "theta");
+        if (e.contains("floor")) a.floor = e["floor"].cast<double>();
+        if (e.contains("floor_n")) a.floor_n = e["floor_n"].cast<std::uint64_t>();
         s.arms.push_back(std::move(a));
     }
+    if (d.contains("reference") && !d["reference"].is_none())
+        s.reference = d["reference"].cast<std::size_t>();
     return s;
 }
 

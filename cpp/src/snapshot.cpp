@@ -43,6 +43,12 @@ Snapshot Pool::snapshot() const {
         out.arms.back().base.reset();
         out.arms.back().fold_ticket = 0;
     }
+    if (reference_) {
+        std::size_t i = 0;
+        while (i < seen.size() && seen[i] != reference_.get()) ++i;
+        if (i == seen.size()) out.bases.push_back(*reference_);
+        out.reference = i;
+    }
     return out;
 }
 
@@ -81,18 +87,30 @@ std::unique_ptr<Pool> Pool::from_snapshot(std::size_t dim, std::size_t n_targets
             if (other->name == a.name) bad("duplicate LLM '" + a.name + "'");
         a.base = bases[s.arm_base[k]];
         a.fold_ticket = 0;
-        a.theta = arm::theta(a, d, T);
+        // theta as saved (it carries the rounding of its recursive steps), else exactly.
+        if (a.theta.size() != T * d ||
+            !std::all_of(a.theta.begin(), a.theta.end(), [](double v) { return std::isfinite(v); }))
+            a.theta = arm::theta(a, d, T);
         p->arms_.push_back(std::make_unique<ArmState>(std::move(a)));
     }
-    // The reference base: the one most arms share (the offline fit's, while it lasts); every
-    // arm's floor is certified against it again (derived state, never stored).
-    std::vector<std::size_t> users(bases.size(), 0);
-    for (std::size_t k = 0; k < s.arm_base.size(); ++k) ++users[s.arm_base[k]];
-    if (!bases.empty()) {
+    // The reference base: the saved one, else the one most arms share (the offline fit's,
+    // while it lasts). Saved floors are kept (they were certified against it); an arm without
+    // one (older files) is certified again (derived state).
+    if (s.reference != Snapshot::kNoReference) {
+        if (s.reference >= bases.size()) bad("reference base index out of range");
+        p->reference_ = bases[s.reference];
+    } else if (!bases.empty()) {
+        std::vector<std::size_t> users(bases.size(), 0);
+        for (std::size_t k = 0; k < s.arm_base.size(); ++k) ++users[s.arm_base[k]];
         const auto most = std::max_element(users.begin(), users.end()) - users.begin();
         p->reference_ = bases[static_cast<std::size_t>(most)];
     }
-    for (auto& a : p->arms_) p->certify(*a);
+    for (auto& a : p->arms_) {
+        const bool saved = s.reference != Snapshot::kNoReference && a->floor > 0.0 &&
+                           std::isfinite(a->floor);
+        if (saved) a->floor_ref = p->reference_->id;
+        else p->certify(*a);
+    }
     p->version_ = arm::next_version();
     return p;
 }

@@ -57,8 +57,8 @@ __all__ = ["Router"]
 from .drift import DriftMonitor, DriftStat  # noqa: E402 - after __all__ for the reader
 
 FORMAT = "mixllm-router"
-FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
 
 
 _new_decision = object.__new__
@@ -772,14 +772,19 @@ class Router:
                          "since_refactor": int(s["since_refactor"]), "wait": float(s["wait"])})
         if self.engine == "native":
             snap = pool.snapshot()
-            engine_state = {"max_rank": int(pool.max_rank), "bases": [], "arms": []}
+            # Version 3: the reference base and each arm's certified floor (the bound-and-refine
+            # decisions' derived state, kept so that a restored router reports the same terms).
+            engine_state = {"max_rank": int(pool.max_rank), "bases": [], "arms": [],
+                            "reference": snap["reference"]}
             for i, b in enumerate(snap["bases"]):
                 engine_state["bases"].append({"scalar": float(b["scalar"])})
                 arrays[f"native.base{i}.A"] = b["A"]
                 arrays[f"native.base{i}.R"] = b["R"]
             for k, a in enumerate(snap["arms"]):
-                engine_state["arms"].append({"base": int(a["base"]), "rank": int(a["rank"])})
-                for key in _NATIVE_ARM_ARRAYS:
+                engine_state["arms"].append({"base": int(a["base"]), "rank": int(a["rank"]),
+                                             "floor": float(a["floor"]),
+                                             "floor_n": int(a["floor_n"])})
+                for key in _NATIVE_ARM_ARRAYS + ("theta",):
                     arrays[f"native.arm{k}.{key}"] = a[key]
         manifest = {
             "format": FORMAT, "version": FORMAT_VERSION, "config": self._config(),
@@ -870,6 +875,7 @@ def _native_pool_from(router: Router, manifest: dict, llms: list[LLM], data: dic
         "bases": [{"scalar": float(b["scalar"]), "A": data[f"native.base{i}.A"],
                    "R": data[f"native.base{i}.R"]} for i, b in enumerate(es["bases"])],
         "arms": [],
+        "reference": None if es.get("reference") is None else _count(es["reference"]),
     }
     for k, (llm, e, a) in enumerate(zip(llms, manifest["llms"], es["arms"])):
         arm = {key: data[f"native.arm{k}.{key}"] for key in _NATIVE_ARM_ARRAYS}
@@ -877,6 +883,10 @@ def _native_pool_from(router: Router, manifest: dict, llms: list[LLM], data: dic
                    input_price=llm.input_price, output_price=llm.output_price,
                    wait=_check_scalar("wait", e.get("wait", 0.0), low=0.0),
                    n_obs=_count(e["n_obs"]), since_refactor=_count(e["since_refactor"]))
+        if "floor" in a:  # version 3: the decisions' derived state, as it was
+            arm.update(floor=_check_scalar("floor", a["floor"], low=0.0),
+                       floor_n=_count(a.get("floor_n", 0)),
+                       theta=data[f"native.arm{k}.theta"])
         state["arms"].append(arm)
     if len(state["arms"]) != len(llms):
         raise ValueError("engine state does not match the pool")

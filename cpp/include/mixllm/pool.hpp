@@ -159,8 +159,12 @@ struct PredictResult {
 // The whole state, bases numbered: what persistence writes and reads back bit for bit.
 struct Snapshot {
     std::vector<Base> bases;
-    std::vector<ArmState> arms;        // base pointers unset
+    std::vector<ArmState> arms;        // base pointers unset; floor and floor_n kept
     std::vector<std::size_t> arm_base;  // index into bases, per arm
+    // The reference base S (index into bases; it may be a base no arm uses any more), or
+    // kNoReference: restore then takes the base most arms share and certifies every floor.
+    static constexpr std::size_t kNoReference = ~std::size_t{0};
+    std::size_t reference = kNoReference;
 };
 
 // Arms are addressed by name, so that a concurrent add or remove can never make an index
