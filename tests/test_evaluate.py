@@ -279,7 +279,10 @@ def test_cli_eval_fit_route_on_a_long_format_file(tmp_path, capsys):
     assert "mixllm" in rep["routers"] and rep["reference"] == "big"
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["fit", "--train", str(path), "--out", str(tmp_path / "st"), "--quiet",
-                 "--pool", str(pool), "--cache-dir", str(cache)]) == 0
+                 "--pool", str(pool), "--cache-dir", str(cache), "--lam", "0.02",
+                 "--encoder", "minilm"]) == 0
+    saved = TextRouter.load(tmp_path / "st").router
+    assert saved.lam == 0.02 and saved.metadata["quality_range"] == [0.0, 1.0]
     capsys.readouterr()
     assert main(["route", "--state", str(tmp_path / "st"), "--lam", "0.001", "--json",
                  "python function list return"]) == 0

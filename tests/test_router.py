@@ -233,6 +233,28 @@ def test_bad_input_raises_and_leaves_state_unchanged(rng, engine, call):
     _assert_unchanged(router, snap)
 
 
+@pytest.mark.parametrize("engine", ["native", "reference"])
+def test_update_llm_reprices_and_keeps_what_it_learned(rng, engine):
+    router = Router(POOL, 4, ridge=1.0, lam=1e-3, engine=engine)
+    X, q, t = _data(rng, 40, 4)
+    router.fit(X, q, t)
+    name = POOL[1].name
+    before = router.predict(X)
+    d0 = router.route(X[0], 100.0)
+    dearer = LLM(name, POOL[1].input_price * 10, POOL[1].output_price * 10, ttft_s=2.0)
+    router.update_llm(dearer)
+    for a, b in zip(before, router.predict(X)):  # the learned predictors are untouched
+        np.testing.assert_array_equal(a, b)
+    d1 = router.route(X[0], 100.0)
+    k = d0.names.index(name)
+    np.testing.assert_allclose(d1.cost[k], d0.cost[k] * 10, rtol=1e-12)
+    assert {m.name: m for m in router.llms}[name] == dearer
+    with pytest.raises(KeyError):
+        router.update_llm(LLM("nobody", 1, 1))
+    with pytest.raises(ValueError):
+        router.update_llm("gpt-4")
+
+
 def test_remove_last_llm_is_refused():
     router = Router([LLM("only", 1, 1)], 3)
     with pytest.raises(ValueError, match="last LLM"):

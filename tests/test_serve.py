@@ -29,9 +29,22 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from mixllm import LLM
 from mixllm.data import DataError, load_pool
+from mixllm.router import DEFAULT_LAM
 from mixllm.serving.backend import Backend, load_backends
 from mixllm.serving.proxy import ServeConfig, create_app
+from mixllm.text.pipeline import PipelineConfig, TextRouter
+from mixllm.text.static import StaticEncoder
 from fakes import HashEncoder
+
+
+class CountingEncoder(HashEncoder):
+    """The hash encoder, counting the texts it embeds."""
+
+    calls = 0
+
+    def encode(self, texts, progress=False):
+        self.calls += len(texts)
+        return super().encode(texts, progress)
 
 
 # ------------------------------------------------------------------ loopback servers
@@ -64,12 +77,13 @@ def fake_backends() -> FastAPI:
     answers 500, ``slow`` sleeps past its timeout, the others answer with their name."""
     app = FastAPI()
     app.state.seen = []
+    app.state.flaky_fails = False  # "flaky" answers 500 while this is set
 
     @app.post("/{name}/v1/chat/completions")
     async def chat(name: str, request: Request):
         body = await request.json()
         app.state.seen.append((name, body["model"], request.headers.get("authorization")))
-        if name == "broken":
+        if name == "broken" or (name == "flaky" and app.state.flaky_fails):
             return JSONResponse({"error": {"message": "boom"}}, status_code=500)
         if name == "slow":
             await asyncio.sleep(1.0)
@@ -104,7 +118,7 @@ def backend_server():
 
 
 # cheap < mid < big in price; "broken" and "slow" are the cheapest of all when present.
-PRICES = {"broken": 0.01, "slow": 0.02, "cheap": 0.1, "mid": 1.0, "big": 10.0}
+PRICES = {"broken": 0.01, "slow": 0.02, "flaky": 0.03, "cheap": 0.1, "mid": 1.0, "big": 10.0}
 
 
 def make_pool(backend_url: str, names=("cheap", "mid", "big"), timeout_s: float = 5.0):
@@ -115,9 +129,9 @@ def make_pool(backend_url: str, names=("cheap", "mid", "big"), timeout_s: float 
 
 
 class Proxy:
-    def __init__(self, pool, backends, state_dir=None, **cfg) -> None:
-        app = create_app(pool, backends, state_dir=state_dir, encoder=HashEncoder(16),
-                         config=ServeConfig(**cfg))
+    def __init__(self, pool, backends, state_dir=None, encoder=None, lam=None, **cfg) -> None:
+        app = create_app(pool, backends, state_dir=state_dir,
+                         encoder=encoder or HashEncoder(16), config=ServeConfig(**cfg), lam=lam)
         self.app = app
         self.server = _Server(app)
         self.client = openai.OpenAI(base_url=self.server.url + "/v1", api_key="unused",
@@ -343,15 +357,27 @@ def test_cli_serve_needs_the_extra(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_serve_end_to_end(backend_server, tmp_path):
-    """`mixllm serve` as a process (MiniLM cold start): answers, and saves its state on SIGINT."""
+    """`mixllm serve` as a process with its defaults (the static encoder, here a tiny table in
+    place of the distilled one; the pool file's lam): answers, warns about an unset key, logs
+    what it routes among, and saves its state and pending ids on SIGINT."""
+    from test_static_encoder import tiny_table
+    from mixllm.text.static import default_table_path
+
+    xdg = tmp_path / "xdg"
+    table = default_table_path(cache_dir=xdg / "mixllm")
+    table.parent.mkdir(parents=True)
+    tiny_table().save(table)
     pool = tmp_path / "pool.toml"
-    pool.write_text("".join(
+    pool.write_text("lam = 0.02\n" + "".join(
         f'[[llm]]\nname = "{n}"\ninput_price = {PRICES[n]}\noutput_price = {PRICES[n]}\n'
-        f'base_url = "{backend_server.url}/{n}/v1"\n' for n in ("cheap", "big")))
+        f'base_url = "{backend_server.url}/{n}/v1"\n' for n in ("cheap", "big"))
+        + 'api_key_env = "MIXLLM_TEST_UNSET_KEY"\n')
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, PYTHONPATH=str(Path(mixllm.__file__).parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(mixllm.__file__).parents[1]),
+               XDG_CACHE_HOME=str(xdg))
+    env.pop("MIXLLM_TEST_UNSET_KEY", None)
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -371,7 +397,8 @@ def test_cli_serve_end_to_end(backend_server, tmp_path):
             time.sleep(0.1)
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=10)
         r = client.chat.completions.with_raw_response.create(
-            model="mixllm:lam=0.01", messages=[{"role": "user", "content": "hello"}])
+            model="mixllm", messages=[{"role": "user", "content": "hello"}])
+        # cost-aware from the first request: no state, the pool file's lam, price decides
         assert r.headers["x-mixllm-llm"] == "cheap"
         client.close()
     finally:
@@ -381,9 +408,14 @@ def test_cli_serve_end_to_end(backend_server, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+    text = log.read_text()
     assert (tmp_path / "state" / "manifest.json").is_file()
-    assert proc.returncode == 0, log.read_text()
-    assert "sk-" not in log.read_text()
+    assert proc.returncode == 0, text
+    assert "sk-" not in text
+    assert "big: api_key_env MIXLLM_TEST_UNSET_KEY is not set" in text
+    assert "routing among 2 LLMs: cheap, big" in text and "lam 0.02" in text
+    assert "saved router state to" in text and "1 pending response ids" in text
+    assert TextRouter.load(tmp_path / "state", encoder=StaticEncoder(table)).router.lam == 0.02
 
 
 def test_replica_hooks_prefix_ids_and_forward_unknown_feedback(backend_server, monkeypatch):
@@ -412,3 +444,292 @@ def test_replica_hooks_prefix_ids_and_forward_unknown_feedback(backend_server, m
                              ("chatcmpl-mixllm-gone-1", 0.5, None)]
     finally:
         server.stop()
+
+
+# ------------------------------------------------------------------ feedback: once, in range, kept
+def test_feedback_once_per_id_and_in_range(proxy):
+    _, h = proxy.chat("mid")
+    rid = h["x-mixllm-response-id"]
+    for bad in (2.5, -0.1, 1.0001):
+        r = proxy.feedback(id=rid, quality=bad)
+        assert r.status_code == 400 and "[0, 1]" in r.json()["error"]["message"]
+    n_obs = proxy.app.state.mixllm.tr.router.n_observations()["mid"]
+    assert proxy.feedback(id=rid, quality=0.7).status_code == 200
+    r = proxy.feedback(id=rid, quality=0.7)
+    assert r.status_code == 409 and "already" in r.json()["error"]["message"]
+    assert proxy.feedback(id=rid, thumbs="up").status_code == 409
+    # learned exactly once
+    assert proxy.app.state.mixllm.tr.router.n_observations()["mid"] == n_obs + 1
+
+
+def test_quality_range_from_the_fitted_data(backend_server, tmp_path, monkeypatch):
+    """A router fitted on qualities in [0, 10] (its metadata says so) takes feedback there."""
+    monkeypatch.setenv("MIXLLM_TEST_KEY", "k")
+    pool, backends = make_pool(backend_server.url)
+    tr = _fitted(pool, tmp_path / "state", scale=10.0)
+    assert tr.router.metadata["quality_range"] == [0.0, 10.0]
+    p = Proxy(pool, backends, state_dir=tmp_path / "state")
+    try:
+        _, h = p.chat("big")
+        assert p.feedback(id=h["x-mixllm-response-id"], quality=11.0).status_code == 400
+        assert p.feedback(id=h["x-mixllm-response-id"], quality=7.5).status_code == 200
+    finally:
+        p.stop()
+
+
+def test_passthrough_is_not_embedded_until_feedback(backend_server, monkeypatch):
+    monkeypatch.setenv("MIXLLM_TEST_KEY", "k")
+    enc = CountingEncoder(16)
+    p = Proxy(*make_pool(backend_server.url), encoder=enc)
+    try:
+        before = enc.calls
+        _, h = p.chat("big", "a passthrough prompt")
+        assert h["x-mixllm-route"] == "passthrough" and "x-mixllm-router-ms" not in h
+        assert enc.calls == before  # nothing embedded on the request path
+        assert p.feedback(id=h["x-mixllm-response-id"], quality=1.0).status_code == 200
+        assert enc.calls == before + 1  # embedded once, for the feedback
+        _, h = p.chat("mixllm")
+        assert float(h["x-mixllm-router-ms"]) >= 0 and enc.calls == before + 2
+    finally:
+        p.stop()
+
+
+def test_pending_ids_survive_a_restart_within_their_ttl(backend_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("MIXLLM_TEST_KEY", "k")
+    state = tmp_path / "state"
+    pool, backends = make_pool(backend_server.url)
+    p = Proxy(pool, backends, state_dir=state)
+    try:
+        ids = [p.chat(m, f"question {i}")[1]["x-mixllm-response-id"]
+               for i, m in enumerate(["mid", "mixllm", "big"])]
+        assert p.feedback(id=ids[0], quality=1.0).status_code == 200
+    finally:
+        p.stop()  # saves the router and the pending ids
+    assert (state / "pending.npz").is_file()
+    p = Proxy(pool, backends, state_dir=state)
+    try:
+        assert p.feedback(id=ids[0], quality=1.0).status_code == 409  # answered before
+        assert p.feedback(id=ids[1], thumbs="down").status_code == 200  # routed, kept
+        assert p.feedback(id=ids[2], quality=0.5).status_code == 200  # passthrough, kept
+        assert p.feedback(id=ids[2], quality=0.5).status_code == 409
+    finally:
+        p.stop()
+    # ids are saved without any feedback having changed the router
+    p = Proxy(pool, backends, state_dir=state)
+    try:
+        _, h = p.chat("big", "no feedback before the restart")
+    finally:
+        p.stop()
+    p = Proxy(pool, backends, state_dir=state)
+    try:
+        assert p.feedback(id=h["x-mixllm-response-id"], quality=1.0).status_code == 200
+    finally:
+        p.stop()
+    # past the time-to-live an id is gone (404), after a restart too
+    p = Proxy(pool, backends, state_dir=state, pending_ttl_s=0.2)
+    try:
+        _, h = p.chat("mid")
+    finally:
+        p.stop()
+    time.sleep(0.3)
+    p = Proxy(pool, backends, state_dir=state, pending_ttl_s=0.2)
+    try:
+        assert len(p.app.state.mixllm.pending) == 0
+        r = p.feedback(id=h["x-mixllm-response-id"], quality=1.0)
+        assert r.status_code == 404 and "0.2 s" in r.json()["error"]["message"]
+    finally:
+        p.stop()
+
+
+# ------------------------------------------------------------------ state: nothing lost, cost-aware
+def _fitted(pool, folder, scale=1.0, best="mid"):
+    """A TextRouter fitted on hash embeddings where ``best`` is the best LLM, saved."""
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(["sum", "list", "movie", "prime", "code"], 5))
+             for _ in range(60)]
+    tr = TextRouter(list(pool), PipelineConfig(tags=False, lam=DEFAULT_LAM), HashEncoder(16))
+    E = tr.embed(texts)
+    q = np.full((60, len(pool)), 0.1 * scale)
+    q[:, [m.name for m in pool].index(best)] = 0.9 * scale
+    tr.fit(E, q, np.full((60, len(pool)), 20.0), None)
+    tr.router.metadata["quality_range"] = [0.0, float(scale)]
+    tr.save(folder)
+    return tr
+
+
+def test_llms_missing_from_the_pool_file_are_kept_inactive(backend_server, tmp_path,
+                                                         monkeypatch, caplog):
+    monkeypatch.setenv("MIXLLM_TEST_KEY", "k")
+    state = tmp_path / "state"
+    full, backends = make_pool(backend_server.url)  # cheap, mid, big
+    fitted = _fitted(full, state, best="mid")
+    mid_before = fitted.router.predict(np.eye(16)[:3])
+    served = [m for m in full if m.name != "mid"]
+    caplog.set_level("INFO", logger="mixllm")
+    p = Proxy(served, {n: b for n, b in backends.items() if n != "mid"}, state_dir=state)
+    try:
+        assert "kept 1 LLMs" in caplog.text and "mid" in caplog.text
+        assert "routing among 2 LLMs: cheap, big" in caplog.text
+        assert [m.id for m in p.client.models.list()] == ["mixllm", "cheap", "big"]
+        for i in range(5):  # mid is the best by far, but inactive: never chosen
+            _, h = p.chat("mixllm:lam=inf", f"sum list movie {i}")
+            assert h["x-mixllm-llm"] in ("cheap", "big")
+            assert "mid" not in h["x-mixllm-ranking"].split(",")
+        with pytest.raises(openai.NotFoundError):
+            p.chat("mid")  # not passed through either
+        _, h = p.chat("big")
+        assert p.feedback(id=h["x-mixllm-response-id"], quality=1.0).status_code == 200
+    finally:
+        p.stop()
+    assert "saved router state to" in caplog.text
+    back = TextRouter.load(state, encoder=HashEncoder(16)).router
+    assert back.names == ["cheap", "mid", "big"]  # nothing deleted
+    after = back.predict(np.eye(16)[:3])
+    for a, b in zip(mid_before, after):  # mid unchanged, big learned
+        np.testing.assert_array_equal(a[:, 1], b[:, 1])
+    assert back.n_observations()["big"] == fitted.router.n_observations()["big"] + 1
+
+
+def test_cost_aware_defaults(backend_server, tmp_path, monkeypatch):
+    """Cold start: the stated default lam (price decides, LinUCB exploration); a pool file's
+    lam overrides a state's, and its prices replace the state's."""
+    monkeypatch.setenv("MIXLLM_TEST_KEY", "k")
+    from mixllm.serving.proxy import COLD_ALPHA
+
+    pool, backends = make_pool(backend_server.url, ("big", "mid", "cheap"))  # dearest first
+    p = Proxy(pool, backends)
+    try:
+        r = p.app.state.mixllm.tr.router
+        assert r.lam == DEFAULT_LAM and r.alpha == COLD_ALPHA
+        _, h = p.chat("mixllm")
+        assert h["x-mixllm-llm"] == "cheap"  # not the first pool entry
+    finally:
+        p.stop()
+    state = tmp_path / "state"
+    _fitted(pool, state)
+    repriced = [LLM(m.name, m.input_price, 99.0 if m.name == "mid" else m.output_price)
+                for m in pool]
+    p = Proxy(repriced, backends, state_dir=state, lam=0.3)
+    try:
+        r = p.app.state.mixllm.tr.router
+        assert r.lam == 0.3 and r._llms["mid"].output_price == 99.0
+        assert {m.name: m for m in r.llms}["big"] == pool[0]
+    finally:
+        p.stop()
+
+
+def test_pool_file_lam(tmp_path):
+    from mixllm.data import load_pool_settings
+
+    body = '[[llm]]\nname = "a"\ninput_price = 1\noutput_price = 2\n'
+    p = tmp_path / "pool.toml"
+    p.write_text(body)
+    assert load_pool_settings(p) == {}
+    p.write_text("lam = 0.02\n" + body)
+    assert load_pool_settings(p) == {"lam": 0.02} and len(load_pool(p)) == 1
+    p.write_text("lam = inf\n" + body)
+    assert load_pool_settings(p) == {"lam": float("inf")}
+    j = tmp_path / "pool.json"
+    j.write_text(json.dumps({"lam": "inf", "llm": [{"name": "a", "input_price": 1,
+                                                     "output_price": 2}]}))
+    assert load_pool_settings(j) == {"lam": float("inf")}
+    for bad in ("0", "-1", '"x"', "true"):
+        p.write_text(f"lam = {bad}\n" + body)
+        with pytest.raises(DataError, match="lam must be a number > 0"):
+            load_pool_settings(p)
+    p.write_text("budget = 3\n" + body)
+    with pytest.raises(DataError, match="unknown top-level keys"):
+        load_pool(p)
+
+
+# ------------------------------------------------------------------ circuit breaking
+def test_circuit_breaker_skips_a_failing_backend_then_probes_it(backend_server, monkeypatch):
+    monkeypatch.setenv("MIXLLM_TEST_KEY", "k")
+    app = backend_server.app
+    p = Proxy(*make_pool(backend_server.url, ("flaky", "cheap", "big")), breaker_failures=2,
+              breaker_cooldown_s=0.5)
+    metrics = lambda: httpx.get(p.server.url + "/metrics", timeout=10).text
+    flaky_calls = lambda: sum(1 for s in app.state.seen if s[0] == "flaky")
+    app.state.flaky_fails = True
+    try:
+        assert 'mixllm_backend_circuit_open{llm="flaky"} 0.0' in metrics()
+        for _ in range(2):  # two failures in a row: the circuit opens
+            _, h = p.chat("mixllm:lam=0.001")
+            assert h["x-mixllm-llm"] == "cheap" and h["x-mixllm-fallbacks"] == "flaky:HTTP 500"
+        assert 'mixllm_backend_circuit_open{llm="flaky"} 1.0' in metrics()
+        assert 'mixllm_backend_circuit_opened_total{llm="flaky"} 1.0' in metrics()
+        calls = flaky_calls()
+        _, h = p.chat("mixllm:lam=0.001")  # skipped without a request
+        assert h["x-mixllm-llm"] == "cheap" and h["x-mixllm-fallbacks"] == "flaky:circuit-open"
+        with pytest.raises(openai.APIStatusError) as err:
+            p.chat("flaky")  # a passthrough to it: 503 at once, with a retry time
+        assert err.value.status_code == 503 and err.value.response.headers["retry-after"] == "1"
+        assert flaky_calls() == calls
+        assert httpx.get(p.server.url + "/healthz", timeout=10).json()["circuit_open"] == ["flaky"]
+        time.sleep(0.6)  # cool-down over: one probe, which fails: open again
+        _, h = p.chat("mixllm:lam=0.001")
+        assert h["x-mixllm-fallbacks"] == "flaky:HTTP 500" and flaky_calls() == calls + 1
+        _, h = p.chat("mixllm:lam=0.001")
+        assert h["x-mixllm-fallbacks"] == "flaky:circuit-open"
+        app.state.flaky_fails = False
+        time.sleep(0.6)  # the next probe succeeds: closed
+        _, h = p.chat("mixllm:lam=0.001")
+        assert h["x-mixllm-llm"] == "flaky" and "x-mixllm-fallbacks" not in h
+        assert 'mixllm_backend_circuit_open{llm="flaky"} 0.0' in metrics()
+        _, h = p.chat("mixllm:lam=0.001")
+        assert h["x-mixllm-llm"] == "flaky"
+    finally:
+        app.state.flaky_fails = False
+        p.stop()
+
+
+def test_circuit_breaker_stops_paying_a_hung_backends_timeout(backend_server, monkeypatch):
+    monkeypatch.setenv("MIXLLM_TEST_KEY", "k")
+    p = Proxy(*make_pool(backend_server.url, ("slow", "cheap")), breaker_failures=1,
+              breaker_cooldown_s=30)
+    try:
+        _, h = p.chat("mixllm:lam=0.001")  # pays the 0.3 s timeout once
+        assert h["x-mixllm-fallbacks"].startswith("slow:timeout")
+        t0 = time.perf_counter()
+        _, h = p.chat("mixllm:lam=0.001")
+        assert h["x-mixllm-fallbacks"] == "slow:circuit-open" and h["x-mixllm-llm"] == "cheap"
+        assert time.perf_counter() - t0 < 0.3
+    finally:
+        p.stop()
+
+
+def test_unset_api_key_is_reported_at_start(backend_server, monkeypatch, caplog):
+    monkeypatch.delenv("MIXLLM_TEST_KEY", raising=False)
+    caplog.set_level("WARNING", logger="mixllm")
+    create_app(*make_pool(backend_server.url, ("cheap",)), encoder=HashEncoder(16))
+    assert "cheap: api_key_env MIXLLM_TEST_KEY is not set" in caplog.text
+
+
+def test_serve_config_is_checked():
+    for bad in ({"max_pending": 0}, {"pending_ttl_s": 0}, {"breaker_failures": 0},
+                {"breaker_cooldown_s": float("inf")}, {"quality_range": (1.0, 0.0)}):
+        with pytest.raises(ValueError):
+            ServeConfig(**bad)
+
+
+def test_breaker_states():
+    from mixllm.serving.proxy import _Breaker
+
+    changes = []
+    b = _Breaker(["a"], failures=2, cooldown_s=10.0, on_change=lambda n, o: changes.append(o))
+    assert b.allow("a", 0.0)
+    b.failure("a", 0.0)
+    assert b.allow("a", 0.5) and not b.is_open("a")
+    b.failure("a", 1.0)  # second in a row: open until 11
+    assert b.is_open("a") and changes == [True]
+    assert not b.allow("a", 5.0)
+    assert b.allow("a", 11.0)  # half-open: one probe ...
+    assert not b.allow("a", 11.1)  # ... at a time
+    b.abandon("a")  # the probe was cancelled: another may go
+    assert b.allow("a", 11.2)
+    b.failure("a", 11.3)  # a failed probe opens it again at once
+    assert not b.allow("a", 20.0) and b.allow("a", 21.3)
+    b.success("a")
+    assert not b.is_open("a") and changes == [True, True, False] and b.allow("a", 21.4)
+    b.failure("a", 22.0)  # the count starts again after a success
+    assert not b.is_open("a")

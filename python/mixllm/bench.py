@@ -473,16 +473,17 @@ def _print_peers(res: dict[str, Any]) -> None:
         print(f"{name:20}not installed (pip install \".[bench]\")")
 
 
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``bench`` to the ``mixllm`` command line's subparsers."""
-    p = subparsers.add_parser("bench", help="time routing decisions, updates and batches "
-                                            "(mixllm and a NumPy reference, one run)")
+def register(subparsers: Any, **kwargs: Any) -> argparse.ArgumentParser:
+    """Add ``bench`` to the ``mixllm`` command line's subparsers (``kwargs``: the parser's
+    own, e.g. its help formatter)."""
+    what = "time routing decisions, updates and batches (mixllm and a NumPy reference, one run)"
+    p = subparsers.add_parser("bench", help=what, description=what, **kwargs)
     p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     p.add_argument("--dim", type=int, default=385, help="features including the intercept")
     p.add_argument("--k", type=int, default=11, help="number of LLMs")
     p.add_argument("--batch", type=int, default=256, help="queries per batch call")
     p.add_argument("--n", type=int, default=2000, help="single calls timed per figure")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
     p.add_argument("--cycles", type=int, default=20000,
                    help="route -> feedback cycles before the steady-state figures (0: skip)")
     p.add_argument("--encoders", nargs="+", choices=("static", "minilm", "none"),

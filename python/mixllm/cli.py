@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from . import __version__, available_backends, simd_backend
+from .router import DEFAULT_LAM
 
 DEFAULT_CACHE = Path.home() / ".cache" / "mixllm" / "embeddings"
 
 
-def _config_args(p: argparse.ArgumentParser) -> None:
+def _config_args(p: argparse.ArgumentParser, encoder: str = "minilm") -> None:
     g = p.add_argument_group("router settings")
     g.add_argument("--view", choices=("full", "last_block", "first_last"), default="last_block",
                    help="part of each prompt that is embedded (default: last_block)")
@@ -38,9 +40,10 @@ def _config_args(p: argparse.ArgumentParser) -> None:
                    help="drop the data's task labels and tags (route as on unlabelled data)")
     g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
                    help=f"embedding cache folder (default {DEFAULT_CACHE}); 'none' disables it")
-    g.add_argument("--encoder", choices=("minilm", "static"), default="minilm",
-                   help="minilm: the transformer (accurate, ~3-10 ms a query); static: a token "
-                        "table distilled from it (~0.1 ms; built once, ~40 s, on first use)")
+    g.add_argument("--encoder", choices=("minilm", "static"), default=encoder,
+                   help="minilm: the transformer (~11 ms a query); static: a token table "
+                        "distilled from it (~0.15 ms; built once, ~40 s, on first use; the "
+                        "same RouterBench routing quality, benchmarks/RESULTS.md)")
 
 
 def _config(args: argparse.Namespace):
@@ -51,7 +54,42 @@ def _config(args: argparse.Namespace):
     return PipelineConfig(view=args.view, features=args.features, tags=not args.no_tags,
                           tag_rank=args.tag_rank,
                           ridge=args.ridge, alpha=args.alpha, beta=beta,
-                          tau=math.inf if tau is None else tau)
+                          tau=math.inf if tau is None else tau,
+                          lam=getattr(args, "lam", math.inf))
+
+
+def _positive_lam(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (or inf), got {text}")
+    return v
+
+
+def _check_out_file(path: Path | None, option: str) -> None:
+    """Refuse an output file that cannot be written, before any long work."""
+    if path is None:
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder, not a file")
+    if not parent.is_dir():
+        raise ValueError(f"{option} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{option} {path}: not writable")
+
+
+def _check_out_dir(path: Path, option: str) -> None:
+    """Refuse an output folder that cannot be created or written, before any long work."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path} exists and is not a folder")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise ValueError(f"{option} {path}: {probe} is not writable")
 
 
 def _encoder(args: argparse.Namespace):
@@ -69,6 +107,8 @@ def _static_table(args: argparse.Namespace) -> int:
     from .text.static import DEFAULT_DIM, build_table, default_table_path
 
     out = args.out or default_table_path(args.dim or DEFAULT_DIM)
+    if args.out is not None:
+        _check_out_file(args.out, "--out")
     table = build_table(dim=args.dim or DEFAULT_DIM, progress=not args.quiet)
     table.save(out)
     print(f"wrote {out}: {table.table.shape[0]} tokens x {table.dim} dims")
@@ -128,6 +168,8 @@ def _pool_for(args: argparse.Namespace, data: Any):
 def _eval(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import BASELINES, evaluate
 
+    _check_out_file(args.json, "--json")
+    _check_out_file(args.plot, "--plot")
     train = _limit(_prepared(_load(args.train, "training data"), args), args.limit, args.seed)
     if args.test is not None:
         test = _limit(_prepared(_load(args.test, "test data"), args), args.limit, args.seed + 1)
@@ -158,8 +200,15 @@ def _fmt(v: Any) -> str:
 
 def _print_report(report: dict[str, Any]) -> None:
     ref = report["reference"]
-    print(f"reference: {ref}   train n={report['n_train']}  test n={report['n_test']}  "
-          f"online={report['online']}  tau={report['tau']}")
+    dropped = report.get("n_test_dropped", 0)
+    n_all = report["n_test"] + dropped
+    print(f"reference: {ref}   train n={report['n_train']}  test n={report['n_test']}"
+          + (f" ({dropped} of {n_all} test prompts left out: some LLM's quality or cost is "
+             f"missing)" if dropped else ""))
+    online = report["online"]
+    tau = report["tau"]
+    print(f"online learning over the test stream: {online or 'off'}   latency tolerance: "
+          + ("none" if tau == "inf" else f"{tau} s"))
     print(f"{'router':36s} {'AIQ':>6s} {'gap':>6s} {'AIQ - mixllm [95% CI]':>26s}   "
           f"cost % of {ref} to reach quality % of it:")
     print(f"{'':36s} {'':6s} {'closed':>6s} {'':26s}   {'90':>6s} {'95':>6s} {'97.25':>6s} {'100':>6s}")
@@ -173,15 +222,25 @@ def _print_report(report: dict[str, Any]) -> None:
               f"{diff:>26s}   " + " ".join(_fmt(reach[k]) for k in reach))
     print("gap closed: (AIQ - best single LLM's) / (oracle's - best single LLM's); "
           "95% CI: paired bootstrap over test prompts")
+    print("AIQ: the area under a router's cost-quality frontier (quality as a fraction of the "
+          "reference's,\n     over the single LLMs' cost range); higher is better. "
+          "'-': the router never reaches that quality.")
 
 
 def _fit(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .text.pipeline import TextRouter
 
+    _check_out_dir(args.out, "--out")
     train = _prepared(_load(args.train, "training data"), args)
     pool = [m for m in _pool_for(args, train) if m.name in train.models]
     tr = TextRouter(pool, _config(args), _encoder(args))
     tr.fit_data(train, progress=not args.quiet)
+    # The proxy takes quality feedback in this range: [0, 1], widened to the data's own.
+    q = train.quality[np.isfinite(train.quality)]
+    tr.router.metadata["quality_range"] = [min(0.0, float(q.min(initial=0.0))),
+                                           max(1.0, float(q.max(initial=1.0)))]
     tr.save(args.out)
     print(f"fitted {len(pool)} LLMs on {len(train)} prompts; saved to {args.out}")
     return 0
@@ -190,6 +249,12 @@ def _fit(args: argparse.Namespace) -> int:
 def _route(args: argparse.Namespace) -> int:
     from .text.pipeline import TextRouter
 
+    for i, text in enumerate(args.text):
+        if not text.strip():
+            raise ValueError(f"prompt {i + 1} is empty: give the text to route")
+    if not (args.state / "manifest.json").is_file():
+        raise FileNotFoundError(f"no router in {args.state} (no manifest.json there); write "
+                                f"one with 'mixllm fit --train DATA --out {args.state}'")
     tr = TextRouter.load(args.state)
     for text in args.text:
         d = tr.route(text, lam=args.lam)
@@ -209,6 +274,8 @@ def _route(args: argparse.Namespace) -> int:
 def _experiment(args: argparse.Namespace) -> int:
     from .evaluation.experiments import run_experiment, to_markdown
 
+    _check_out_file(args.json, "--json")
+    _check_out_file(args.markdown, "--markdown")
     data = _prepared(_load(args.data, "data"), args)
     res = run_experiment(args.name, data, args.reference, encoder=_encoder(args),
                          config=_config(args), folds=args.folds, seed=args.seed,
@@ -294,65 +361,91 @@ def _info(_: argparse.Namespace) -> int:
     return 0
 
 
+class _Help(argparse.HelpFormatter):
+    """Shows every option's default (unless its help already says it, or there is none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or "default:" in text or action.default is None or action.default is False \
+                or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mixllm", description="MixLLM LLM router")
+    parser = argparse.ArgumentParser(prog="mixllm", description="MixLLM LLM router",
+                                     formatter_class=_Help)
     parser.add_argument("--version", action="version", version=f"mixllm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("eval", help="fit on training data, replay a test stream, compare routers")
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, formatter_class=_Help)
+
+    p = add("eval", "fit on training data, replay a test stream, compare routers")
     p.add_argument("--train", type=Path, required=True, help="training data (file or folder)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--test", type=Path, help="test data (default: a split of --train)")
-    g.add_argument("--split", type=float, default=0.2, help="test fraction of --train (default 0.2)")
+    g.add_argument("--split", type=float, default=0.2, help="test fraction of --train")
     p.add_argument("--reference", required=True, help="LLM that defines 100%% quality and cost")
     p.add_argument("--online", action="store_true", help="learn online over the test stream")
     p.add_argument("--feedback", choices=("refined", "thumbs"), default="refined",
-                   help="what --online reveals (default refined: quality and length)")
-    p.add_argument("--tau", type=float, help="latency tolerance in seconds (queue simulation)")
-    p.add_argument("--baselines", nargs="*", help="subset of baselines to run (default all)")
-    p.add_argument("--limit", type=int, help="use at most this many prompts of each file")
-    p.add_argument("--seed", type=int, default=0)
+                   help="what --online reveals (refined: quality and length; thumbs: up/down)")
+    p.add_argument("--tau", type=float, help="latency tolerance in seconds, with the queue "
+                                             "simulation (default: none)")
+    p.add_argument("--baselines", nargs="*", help="subset of baselines to run (default: all)")
+    p.add_argument("--limit", type=int, help="use at most this many prompts of each file "
+                                             "(default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the baselines")
     p.add_argument("--json", type=Path, help="write the report as JSON")
     p.add_argument("--plot", type=Path, help="write the cost-quality plot (PNG)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _config_args(p)
     p.set_defaults(func=_eval)
 
-    p = sub.add_parser("fit", help="fit a router on data and save it")
-    p.add_argument("--train", type=Path, required=True)
+    p = add("fit", "fit a router on data and save it")
+    p.add_argument("--train", type=Path, required=True, help="training data (file or folder)")
     p.add_argument("--out", type=Path, required=True, help="folder to save the router to")
-    p.add_argument("--quiet", action="store_true")
-    _config_args(p)
+    p.add_argument("--lam", type=_positive_lam, default=DEFAULT_LAM,
+                   help="default willingness to pay saved with the router, USD per unit of "
+                        "quality (0-1 scale): a small lam favours cheap LLMs, 'inf' routes on "
+                        "predicted quality alone; a request's 'mixllm:lam=X' or the pool "
+                        "file's lam overrides it")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    # The router `mixllm serve --state` loads routes with the encoder it was fitted with:
+    # static by default, so that serving featurises in ~0.15 ms, not MiniLM's ~11 ms.
+    _config_args(p, encoder="static")
     p.set_defaults(func=_fit)
 
-    p = sub.add_parser("route", help="route prompts with a saved router")
+    p = add("route", "route prompts with a saved router")
     p.add_argument("--state", type=Path, required=True, help="folder written by 'mixllm fit'")
-    p.add_argument("--lam", type=float, help="willingness to pay, USD per unit quality")
+    p.add_argument("--lam", type=_positive_lam,
+                   help="willingness to pay, USD per unit quality (default: the router's)")
     p.add_argument("--json", action="store_true", help="one JSON decision per line")
     p.add_argument("text", nargs="+", help="prompt(s) to route")
     p.set_defaults(func=_route)
 
-    p = sub.add_parser("experiment", help="run one of the experiments of docs/RESULTS.md")
+    p = add("experiment", "run one of the experiments of docs/RESULTS.md")
     p.add_argument("name", choices=("main", "continual", "tags", "newllm", "unseen", "signal",
-                                    "budget", "ope", "drift"))
+                                    "budget", "ope", "drift"), help="the experiment")
     p.add_argument("--data", type=Path, required=True, help="routing data (file or folder)")
-    p.add_argument("--reference", required=True)
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tau-s", type=float, default=2.0, help="latency tolerance for 'main'")
+    p.add_argument("--reference", required=True, help="LLM that defines 100%% quality and cost")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds")
+    p.add_argument("--tau-s", type=float, default=2.0, help="latency tolerance for 'main', s")
     p.add_argument("--explore", type=float, default=0.05,
-                   help="LinUCB alpha for the online experiments (default 0.05)")
-    p.add_argument("--new", nargs="*", help="LLMs to add mid-stream ('newllm')")
+                   help="LinUCB alpha for the online experiments")
+    p.add_argument("--new", nargs="*", help="LLMs to add mid-stream ('newllm'; default: its "
+                                            "own choice)")
     p.add_argument("--replays", type=int, default=50,
-                   help="seeded replays per log size ('ope', default 50)")
-    p.add_argument("--json", type=Path)
-    p.add_argument("--markdown", type=Path)
-    p.add_argument("--quiet", action="store_true")
+                   help="seeded replays per log size ('ope')")
+    p.add_argument("--json", type=Path, help="write the results as JSON")
+    p.add_argument("--markdown", type=Path, help="write the results as a Markdown table")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     _config_args(p)
     p.set_defaults(func=_experiment)
 
-    p = sub.add_parser("ope", help="estimate a candidate policy's quality and cost from a "
-                                   "decision log (off-policy evaluation)")
+    p = add("ope", "estimate a candidate policy's quality and cost from a decision log "
+                   "(off-policy evaluation)")
     p.add_argument("--log", type=Path, required=True, help="decision log (JSONL)")
     p.add_argument("--lam", type=float, help="candidate's willingness to pay (default: logged)")
     p.add_argument("--alpha", type=float, help="candidate's bonus weight (default: logged)")
@@ -366,30 +459,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DR direct model: the logged predictions (default) or --router's")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--level", type=float, default=0.95, help="interval coverage")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p.add_argument("--json", type=Path, help="write the estimates as JSON")
     p.set_defaults(func=_ope)
 
-    p = sub.add_parser("static-table", help="distil the static encoder's token table from "
-                                            "MiniLM (done at first use otherwise)")
+    p = add("static-table", "distil the static encoder's token table from MiniLM (done at "
+                            "first use otherwise)")
     p.add_argument("--dim", type=int, help="PCA components (default 256)")
     p.add_argument("--out", type=Path, help="table file (default: the user cache, where "
                                             "--encoder static looks)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_static_table)
 
-    p = sub.add_parser("serve", help="OpenAI-compatible routing proxy over a pool file "
-                                     "(needs mixllm[serve]; see docs/SERVING.md)")
+    p = add("serve", "OpenAI-compatible routing proxy over a pool file (needs mixllm[serve]; "
+                     "see docs/SERVING.md)")
     p.add_argument("--pool", type=Path, required=True,
-                   help="pool file whose LLMs give base_url (and model, api_key_env)")
-    p.add_argument("--state", type=Path, help="router folder ('mixllm fit --out'): loaded if "
-                                              "present, saved periodically and on shutdown")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--encoder", choices=("minilm", "static"), default="minilm",
-                   help="prompt encoder for a cold start (default minilm)")
+                   help="pool file whose LLMs give base_url (and model, api_key_env); its "
+                        "top-level 'lam' sets the default willingness to pay")
+    p.add_argument("--state", type=Path,
+                   help="router folder ('mixllm fit --out'): loaded if present, saved "
+                        "periodically and on shutdown (default: none, nothing saved)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--encoder", choices=("minilm", "static"), default="static",
+                   help="prompt encoder of a cold start; a saved --state uses the encoder it "
+                        "was fitted with (static: ~0.15 ms a prompt against MiniLM's ~11 ms, "
+                        "the same RouterBench routing quality)")
     p.add_argument("--cache-dir", type=Path, default=Path("none"),
-                   help="embedding cache folder (default: none)")
+                   help="embedding cache folder for --encoder minilm (default: none)")
     p.add_argument("--decision-log", type=Path,
                    help="append every decision and its observed cost/quality to this JSONL "
                         "file (the input of 'mixllm ope')")
@@ -400,11 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explore-seed", type=int, help="seed of the exploration (reproducible)")
     p.set_defaults(func=_serve)
 
-    p = sub.add_parser("info", help="print the version and the SIMD kernels in use")
+    p = add("info", "print the version and the SIMD kernels in use")
     p.set_defaults(func=_info)
     from .bench import register
 
-    register(sub)
+    register(sub, formatter_class=_Help)
     return parser
 
 

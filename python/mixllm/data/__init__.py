@@ -28,7 +28,7 @@ from ..types import DataError
 from .auto import load_data
 from .dataset import RoutingData, cost_fit
 from .long import LONG_OPTIONAL, LONG_REQUIRED, load_long, save_long
-from .pool import POOL_VERSION, load_endpoints, load_pool, save_pool
+from .pool import POOL_VERSION, load_endpoints, load_pool, load_pool_settings, save_pool
 from .routerbench import ROUTERBENCH_LATENCY_ASSUMPTIONS, load_routerbench, routerbench_pool
 from .routerdc import load_routerdc
 
@@ -44,6 +44,7 @@ __all__ = [
     "load_endpoints",
     "load_long",
     "load_pool",
+    "load_pool_settings",
     "load_routerbench",
     "load_routerdc",
     "routerbench_pool",

@@ -89,8 +89,23 @@ def load_endpoints(path: PathLike) -> dict[str, dict[str, Any]]:
     return {llm.name: ep for llm, ep in _read_pool(path) if ep is not None}
 
 
-def _read_pool(path: PathLike) -> list[tuple[LLM, dict[str, Any] | None]]:
-    path = Path(path)
+def load_pool_settings(path: PathLike) -> dict[str, float]:
+    """A pool file's top-level settings: ``lam``, the default willingness to pay of
+    ``mixllm serve`` (USD per unit of quality, > 0, ``inf`` = quality alone), when given."""
+    raw = _read_pool_raw(Path(path))
+    out: dict[str, float] = {}
+    if "lam" in raw:
+        v = raw["lam"]
+        if isinstance(v, str) and v.strip().lower() == "inf":
+            v = math.inf
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or v <= 0:
+            raise DataError(f"{path}: lam must be a number > 0 (USD per unit of quality; "
+                            f"inf = quality alone), got {raw['lam']!r}")
+        out["lam"] = float(v)
+    return out
+
+
+def _read_pool_raw(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such pool file")
     kind = _pool_kind(path)
@@ -109,9 +124,16 @@ def _read_pool(path: PathLike) -> list[tuple[LLM, dict[str, Any] | None]]:
             raise DataError(f"{path}: malformed JSON ({exc})") from exc
     if not isinstance(raw, dict):
         raise DataError(f"{path}: expected a table/object with a list 'llm'")
-    unknown = sorted(set(raw) - {"version", "llm"})
+    unknown = sorted(set(raw) - {"version", "lam", "llm"})
     if unknown:
-        raise DataError(f"{path}: unknown top-level keys {unknown} (allowed: version, llm)")
+        raise DataError(f"{path}: unknown top-level keys {unknown} (allowed: version, lam, llm)")
+    return raw
+
+
+def _read_pool(path: PathLike) -> list[tuple[LLM, dict[str, Any] | None]]:
+    path = Path(path)
+    raw = _read_pool_raw(path)
+    kind = _pool_kind(path)
     if raw.get("version", POOL_VERSION) != POOL_VERSION:
         raise DataError(f"{path}: pool format version {raw['version']!r} is not supported "
                         f"(this mixllm reads version {POOL_VERSION})")

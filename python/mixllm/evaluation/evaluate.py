@@ -433,6 +433,7 @@ def evaluate(train: Any, test: Any, reference: str, *, pool: Sequence[LLM] | Non
         else train.cost_usd
     test = test.fill_costs(pool) if np.isnan(test.cost_usd).any() else test
     keep = ~np.isnan(test.quality).any(axis=1) & ~np.isnan(test.cost_usd).any(axis=1)
+    n_dropped = int((~keep).sum())
     test = test.subset(np.flatnonzero(keep))
     if len(test) == 0:
         raise ValueError("no test prompt has every model's quality and cost")
@@ -508,10 +509,13 @@ def evaluate(train: Any, test: Any, reference: str, *, pool: Sequence[LLM] | Non
         chat = _task_means(trd["cost"], trd["task"], stream.task)
         routers["task-best"] = curve_of("task-best", [(lam, _choose(qhat, chat, lam), None)
                                                       for lam in lams])
-    for name in ("knn", "mlp", "rf", "logreg"):
-        if name in baselines:
-            qhat, chat = _predictive(name, E_train, E_test, trd, stream, prices, seed)
-            routers[name] = curve_of(name, [(lam, _choose(qhat, chat, lam), None) for lam in lams])
+    learned = [b for b in ("knn", "mlp", "rf", "logreg") if b in baselines]
+    bar = _progress(learned, progress, "fitting baselines", unit="baseline")
+    for name in bar:
+        if progress:
+            bar.set_postfix_str(name)
+        qhat, chat = _predictive(name, E_train, E_test, trd, stream, prices, seed)
+        routers[name] = curve_of(name, [(lam, _choose(qhat, chat, lam), None) for lam in lams])
     best_single = max(single_aiq, key=lambda m: single_aiq[m]["aiq"])
     for r in routers.values():
         r["oracle_gap_closed"] = None if oracle is None else oracle_gap_closed(
@@ -524,6 +528,8 @@ def evaluate(train: Any, test: Any, reference: str, *, pool: Sequence[LLM] | Non
     return {
         "reference": reference,
         "n_train": len(train), "n_test": len(test),
+        # test prompts left out of the stream: some LLM's quality or cost is missing
+        "n_test_dropped": n_dropped,
         "tau": _jlam(tau), "online": online, "config": config.to_json(),
         "chosen": tr.selection,
         "best_single": best_single, "oracle_aiq": None if oracle is None else oracle["aiq"],
@@ -552,9 +558,9 @@ def _jlam(lam: float) -> float | str:
     return "inf" if math.isinf(lam) else float(lam)
 
 
-def _progress(items, on: bool, desc: str):
+def _progress(items, on: bool, desc: str, unit: str = "lam"):
     if not on:
         return items
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit="lam")
+    return tqdm(items, desc=desc, unit=unit)

@@ -17,9 +17,12 @@ Needs the ``serve`` extra: ``pip install 'mixllm[serve]'``.
 import asyncio
 import collections
 import contextlib
+import dataclasses
+import io
 import json
 import logging
 import math
+import os
 import re
 import secrets
 import threading
@@ -31,17 +34,24 @@ from typing import Any
 
 import numpy as np
 
+from .._io import atomic_write
 from ..decision_log import DecisionLogger, DecisionRecorder
 from ..drift import DriftCollector
 from ..exploration import Explorer
-from ..router import Router
+from ..router import DEFAULT_LAM, Router
 from ..text.encoder import Encoder
-from ..text.pipeline import PipelineConfig, TextDecision, TextRouter
+from ..text.pipeline import PipelineConfig, TextDecision, TextRouter, prompt_view
 from ..types import LLM, Decision
 from ..waiting import WaitTracker
 from .backend import Backend
 
-__all__ = ["ServeConfig", "create_app", "require_serve_extra", "run"]
+__all__ = ["COLD_ALPHA", "FeedbackConflict", "ServeConfig", "create_app",
+           "require_serve_extra", "run"]
+
+#: LinUCB exploration weight of a cold start (no state): with zero priors every LLM scores the
+#: same predicted quality, so price decides; the bonus of an LLM shrinks as it gets feedback,
+#: so the next cheapest ones are tried in turn (the online experiments' ``--explore``).
+COLD_ALPHA = 0.05
 
 log = logging.getLogger("mixllm.serving.proxy")
 
@@ -52,7 +62,7 @@ _RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 def require_serve_extra() -> None:
     """Raise a clear error when the ``serve`` extra's packages are missing."""
     missing = []
-    for mod in ("fastapi", "uvicorn", "httpx", "prometheus_client"):
+    for mod in ("fastapi", "uvicorn", "aiohttp", "prometheus_client"):
         try:
             __import__(mod)
         except ModuleNotFoundError:
@@ -72,12 +82,22 @@ class ServeConfig:
         Largest accepted request body (HTTP 413 above).
     max_pending : int
         Responses remembered for ``/v1/feedback`` (oldest forgotten first).
+    pending_ttl_s : float
+        Seconds a response id takes feedback (default one day); kept across restarts in the
+        state folder, and an answered id is refused (409) for as long.
     save_every_s : float
         Period of saving the learned state to ``--state`` when it changed (also on shutdown).
     latency_halflife : int
         Responses over which a backend's observed latency is averaged (exponentially).
     feedback_weight_thumbs : float
         Weight of a thumb in the ridge regression (a refined quality has weight 1).
+    quality_range : (float, float)
+        Accepted ``quality`` feedback, used unless the router records the range of the data it
+        was fitted on (``mixllm fit`` does).
+    breaker_failures : int
+        Consecutive failures (error, timeout, 429/5xx) after which a backend is skipped.
+    breaker_cooldown_s : float
+        Seconds a failing backend is skipped before one request probes it again.
     save_state : bool
         Save to ``state_dir`` (``False``: load it only, e.g. one of several replicas).
     decision_log : str, optional
@@ -95,9 +115,13 @@ class ServeConfig:
 
     max_body_bytes: int = 1 << 20
     max_pending: int = 100_000
+    pending_ttl_s: float = 86_400.0
     save_every_s: float = 60.0
     latency_halflife: int = 20
     feedback_weight_thumbs: float = 0.5
+    quality_range: tuple[float, float] = (0.0, 1.0)
+    breaker_failures: int = 3
+    breaker_cooldown_s: float = 30.0
     save_state: bool = True
     decision_log: str | None = None
     log_features: bool = True
@@ -105,6 +129,23 @@ class ServeConfig:
     explore_epsilon: float = 0.0
     explore_seed: int | None = None
     drift_window: int = 200
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_pending", "latency_halflife", "breaker_failures"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        for name in ("pending_ttl_s", "save_every_s", "feedback_weight_thumbs",
+                     "breaker_cooldown_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 \
+                    or not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        lo_hi = self.quality_range
+        if not (isinstance(lo_hi, tuple) and len(lo_hi) == 2 and all(
+                isinstance(v, (int, float)) and math.isfinite(v) for v in lo_hi)
+                and lo_hi[0] < lo_hi[1]):
+            raise ValueError(f"quality_range must be (low, high) with low < high, got {lo_hi!r}")
 
 
 class _Live:
@@ -140,11 +181,76 @@ class _Live:
         return self.latency[name] * (self.in_flight[name] // self.slots[name])
 
 
+class _Breaker:
+    """Circuit breaking per backend (used from the event loop only, so no lock).
+
+    ``failures`` consecutive failures open a backend's circuit: it is skipped for
+    ``cooldown_s``; after that one request at a time may probe it (half-open). A success
+    closes the circuit, a failed probe opens it for another cool-down.
+    """
+
+    def __init__(self, names: Sequence[str], failures: int, cooldown_s: float,
+                 on_change: Any = None) -> None:
+        self.failures, self.cooldown_s = failures, cooldown_s
+        self.fails = dict.fromkeys(names, 0)
+        self.open_until = dict.fromkeys(names, 0.0)  # 0: closed
+        self.probing: set[str] = set()
+        self.on_change = on_change or (lambda name, is_open: None)
+
+    def is_open(self, name: str) -> bool:
+        return self.open_until.get(name, 0.0) != 0.0
+
+    def allow(self, name: str, now: float) -> bool:
+        until = self.open_until.get(name, 0.0)
+        if until == 0.0:
+            return True
+        if now < until or name in self.probing:
+            return False
+        self.probing.add(name)  # half-open: this request is the probe
+        return True
+
+    def abandon(self, name: str) -> None:
+        """A request ended without an outcome (cancelled): a probe it was may be sent again."""
+        self.probing.discard(name)
+
+    def success(self, name: str) -> None:
+        self.fails[name] = 0
+        self.probing.discard(name)
+        if self.open_until.get(name, 0.0) != 0.0:
+            self.open_until[name] = 0.0
+            log.info("backend %s answered again: circuit closed", name)
+            self.on_change(name, False)
+
+    def failure(self, name: str, now: float) -> None:
+        self.fails[name] = self.fails.get(name, 0) + 1
+        probe = name in self.probing
+        self.probing.discard(name)
+        if probe or (self.open_until.get(name, 0.0) == 0.0
+                     and self.fails[name] >= self.failures):
+            self.open_until[name] = now + self.cooldown_s
+            log.warning("backend %s failed %d times in a row: skipped for %.0f s (circuit "
+                        "open)", name, self.fails[name], self.cooldown_s)
+            self.on_change(name, True)
+
+
 @dataclass
 class _Pending:
-    x: np.ndarray
+    """A response awaiting feedback: the router's features (``x``), or for a passthrough the
+    embedded view of its prompt (``text``), embedded only when feedback comes."""
+
+    x: np.ndarray | None
+    text: str | None
     llm: str
     output_tokens: float
+    created: float  # time.time()
+
+
+class FeedbackConflict(Exception):
+    """Feedback for a response id that was already answered (HTTP 409)."""
+
+
+_PENDING_FILE = "pending.npz"
+_PENDING_FORMAT = "mixllm-pending/1"
 
 
 class _State:
@@ -152,44 +258,81 @@ class _State:
 
     def __init__(self, pool: Sequence[LLM], backends: Mapping[str, Backend],
                  state_dir: Path | None, encoder: Encoder | None, config: ServeConfig,
-                 pipeline: PipelineConfig | None) -> None:
+                 pipeline: PipelineConfig | None, lam: float | None) -> None:
         self.config = config
         self.state_dir = state_dir
         self.backends = dict(backends)
-        self.tr = self._load_or_new(list(pool), encoder, pipeline)
-        self.names = self.tr.router.names
+        self.tr = self._load_or_new(list(pool), encoder, pipeline, lam)
+        self.names = [m.name for m in pool]  # the LLMs routed among (the pool file's)
+        self.active = frozenset(self.names)
+        self._active_for: tuple[tuple[str, ...], np.ndarray] = ((), np.zeros(0, np.intp))
         self.llms = {m.name: m for m in self.tr.router.llms}
         self.live = _Live(self.tr.router.llms, config.latency_halflife)
         self.waits = WaitTracker(self.tr.router.llms)
         self.pending: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
-        self.lock = threading.Lock()  # pending table and the dirty flag
+        self.answered: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self.lock = threading.Lock()  # pending and answered tables, the dirty flags
         # Held by learning and by anything that replaces the router (a replica's sync), so
         # that no feedback lands on a router being replaced.
         self.sync_lock = threading.Lock()
-        self.dirty = False
+        self.dirty = False  # the router learned since the last save
+        self.pending_dirty = False  # ids were added or answered since the last save
+        meta = self.tr.router.metadata.get("quality_range")
+        self.quality_range = (float(meta[0]), float(meta[1])) if isinstance(meta, list) \
+            and len(meta) == 2 else tuple(map(float, config.quality_range))
+        enc = self.tr._encoder()
+        # A fast encoder (the static table, ~0.1-0.2 ms) runs on the event loop: cheaper than
+        # a hand-off to a worker thread. A transformer runs in a worker thread.
+        from ..text.static import StaticEncoder
 
-    def _load_or_new(self, pool: list[LLM], encoder: Encoder | None, pipeline: PipelineConfig | None
-                     ) -> TextRouter:
+        self.inline = isinstance(enc, StaticEncoder) or getattr(enc, "inline", False) is True
+        self._load_pending()
+
+    def _load_or_new(self, pool: list[LLM], encoder: Encoder | None,
+                     pipeline: PipelineConfig | None, lam: float | None) -> TextRouter:
+        wanted = {m.name: m for m in pool}
         if self.state_dir is not None and (self.state_dir / "manifest.json").is_file():
             tr = TextRouter.load(self.state_dir, encoder=encoder)
             router = tr.router
-            wanted = {m.name for m in pool}
-            for name in [n for n in router.names if n not in wanted]:
-                router.remove_llm(name)
+            stats = router.n_observations()
+            log.info("loaded router state from %s: %d LLMs (%s), encoder %s, lam %s",
+                     self.state_dir, len(stats),
+                     ", ".join(f"{n}: {c} obs" for n, c in stats.items()),
+                     _encoder_name(tr._encoder()), router.lam)
+            for name in router.names:
+                if name in wanted and wanted[name] != router._llms[name]:
+                    router.update_llm(wanted[name])  # the pool file's prices and profile
             for llm in pool:
                 if llm.name not in router.names:
                     router.add_llm(llm)
+                    log.info("added %s from the pool file with a cold prior", llm.name)
+            inactive = [n for n in router.names if n not in wanted]
+            if inactive:
+                log.warning("kept %d LLMs of the state that the pool file does not name, "
+                            "inactive (not routed to, saved back unchanged): %s",
+                            len(inactive), ", ".join(inactive))
+            if lam is not None:
+                router.lam = lam
+            elif math.isinf(router.lam):
+                log.warning("the state routes with lam = inf (predicted quality alone, cost "
+                            "ignored); set 'lam' in the pool file to make cost count")
             tr.pool = router.llms
-            log.info("loaded router state from %s", self.state_dir)
-            return tr
-        # Cold start: raw embeddings, zero priors, so cost decides until feedback arrives
-        # (alpha > 0 adds an exploration bonus).
-        cfg = pipeline or PipelineConfig(tags=False)
-        tr = TextRouter(pool, cfg, encoder, feature_map="embedding")
-        dim = int(tr._encoder().encode(["dim"]).shape[1])
-        tr.router = Router(pool, dim, alpha=cfg.alpha, beta=cfg.beta, tau=cfg.tau,
-                           ridge=10.0 if cfg.ridge is None else cfg.ridge, lam=cfg.lam,
-                           cold_ridge=cfg.cold_ridge)
+        else:
+            # Cold start: raw embeddings, zero priors. Every predicted quality is 0, so price
+            # decides (lam finite); the LinUCB bonus (alpha) shrinks for an LLM as it gets
+            # feedback, so the others are tried in turn.
+            cfg = pipeline or PipelineConfig(tags=False, lam=DEFAULT_LAM, alpha=COLD_ALPHA)
+            if lam is not None:
+                cfg = dataclasses.replace(cfg, lam=lam)
+            tr = TextRouter(pool, cfg, encoder, feature_map="embedding")
+            dim = int(tr._encoder().encode(["dim"]).shape[1])
+            tr.router = Router(pool, dim, alpha=cfg.alpha, beta=cfg.beta, tau=cfg.tau,
+                               ridge=10.0 if cfg.ridge is None else cfg.ridge, lam=cfg.lam,
+                               cold_ridge=cfg.cold_ridge)
+            log.info("cold start%s: %d LLMs, encoder %s, lam %s, alpha %s",
+                     "" if self.state_dir is None else f" (no state in {self.state_dir} yet)",
+                     len(pool), _encoder_name(tr._encoder()), cfg.lam, cfg.alpha)
+        log.info("routing among %d LLMs: %s", len(pool), ", ".join(m.name for m in pool))
         return tr
 
     # ------------------------------------------------------------------ routing
@@ -216,37 +359,168 @@ class _State:
                 fresh.drift_monitor = self.tr.router.drift_monitor  # the running statistics
                 self.tr.set_router(fresh)
 
-    def remember(self, rid: str, x: np.ndarray, llm: str, output_tokens: float) -> None:
+    def active_decision(self, d: Decision) -> Decision:
+        """``d`` restricted to the active LLMs (the pool file's): itself when the state holds
+        no inactive ones, else a decision over the active columns, its choice the best of them
+        (ties: pool order, as the router breaks them)."""
+        names, idx = self._active_for
+        if names != d.names:
+            idx = np.array([k for k, n in enumerate(d.names) if n in self.active], np.intp)
+            self._active_for = (d.names, idx)
+        if len(idx) == len(d.names):
+            return d
+        terms = d.terms[:, idx]
+        best = int(np.argmax(terms[5]))
+        sub = tuple(d.names[k] for k in idx)
+        return Decision(sub[best], best, sub, terms)
+
+    @staticmethod
+    def order(d: Decision, first: str) -> list[str]:
+        """``first``, then the decision's other LLMs by decreasing score."""
+        ranked = np.argsort(-d.score, kind="stable")
+        return [first] + [d.names[k] for k in ranked if d.names[k] != first]
+
+    # ------------------------------------------------------------------ feedback
+    def remember(self, rid: str, x: np.ndarray | None, text: str | None, llm: str,
+                 output_tokens: float) -> None:
         with self.lock:
-            self.pending[rid] = _Pending(x, llm, output_tokens)
+            self.pending[rid] = _Pending(x, text, llm, output_tokens, time.time())
+            self.pending_dirty = True
             while len(self.pending) > self.config.max_pending:
                 self.pending.popitem(last=False)
 
+    def check_quality(self, q: float) -> None:
+        lo, hi = self.quality_range
+        if not lo <= q <= hi:
+            raise ValueError(f"'quality' must be in [{lo:g}, {hi:g}], got {q!r}")
+
     def feedback(self, rid: str, quality: float | None, up: bool | None) -> str:
+        """Learn one answer for a response id: ``KeyError`` when unknown or expired,
+        :class:`FeedbackConflict` when already answered, ``ValueError`` for a quality out of
+        range (nothing learned then)."""
+        if quality is not None:
+            self.check_quality(quality)
+        now = time.time()
         with self.lock:
-            p = self.pending.get(rid)
-        if p is None:
-            raise KeyError(rid)
-        with self.sync_lock:
-            r = self.tr.router
-            if quality is not None:
-                r.feedback(p.x, p.llm, quality, p.output_tokens)
-            else:
-                r.feedback_thumbs(p.x, p.llm, bool(up), p.output_tokens,
-                                  weight=self.config.feedback_weight_thumbs)
+            if rid in self.answered:
+                raise FeedbackConflict(rid)
+            p = self.pending.pop(rid, None)
+            if p is None or now - p.created > self.config.pending_ttl_s:
+                raise KeyError(rid)
+            self.answered[rid] = now  # claimed: a concurrent repeat gets 409
+            while len(self.answered) > self.config.max_pending:
+                self.answered.popitem(last=False)
+        try:
+            x = p.x if p.x is not None else self.tr.features(self.tr.embed([p.text]))[0]
+            with self.sync_lock:
+                r = self.tr.router
+                if quality is not None:
+                    r.feedback(x, p.llm, quality, p.output_tokens)
+                else:
+                    r.feedback_thumbs(x, p.llm, bool(up), p.output_tokens,
+                                      weight=self.config.feedback_weight_thumbs)
+        except BaseException:
+            with self.lock:  # not learned: the id may be answered again
+                self.answered.pop(rid, None)
+                self.pending[rid] = p
+            raise
         with self.lock:
-            self.dirty = True
+            self.dirty = self.pending_dirty = True
         return p.llm
 
+    # ------------------------------------------------------------------ persistence
     def save(self) -> bool:
+        """Save the router when it learned (or was never saved) and the pending ids when they
+        changed; ``True`` when anything was written."""
         if self.state_dir is None or not self.config.save_state:
             return False
         with self.lock:
-            if not self.dirty and (self.state_dir / "manifest.json").is_file():
-                return False
-            self.dirty = False
-        self.tr.save(self.state_dir)
+            router = self.dirty or not (self.state_dir / "manifest.json").is_file()
+            pending = self.pending_dirty or router
+            self.dirty = self.pending_dirty = False
+        if not pending:
+            return False
+        try:
+            if router:
+                self.tr.save(self.state_dir)
+            n_pending = self._save_pending()
+        except BaseException:
+            with self.lock:  # not saved: try again at the next period
+                self.dirty |= router
+                self.pending_dirty = True
+            raise
+        r = self.tr.router
+        if router:
+            log.info("saved router state to %s: %d LLMs, %d observations, %d pending "
+                     "response ids", self.state_dir, len(r.names),
+                     sum(r.n_observations().values()), n_pending)
+        else:
+            log.info("saved %d pending response ids to %s", n_pending, self.state_dir)
         return True
+
+    def _save_pending(self) -> int:
+        """Write the pending and answered ids that have not expired (``pending.npz``)."""
+        now = time.time()
+        ttl = self.config.pending_ttl_s
+        with self.lock:
+            items = [(k, p) for k, p in self.pending.items() if now - p.created <= ttl]
+            answered = [(k, t) for k, t in self.answered.items() if now - t <= ttl]
+        texts = [i for i, (_, p) in enumerate(items) if p.x is None]
+        dim = self.tr.router.dim
+        X = np.zeros((len(items), dim))
+        if texts:  # passthroughs: embedded now, off the request path
+            X[texts] = self.tr.features(self.tr.embed([items[i][1].text for i in texts]))
+        for i, (_, p) in enumerate(items):
+            if p.x is not None:
+                X[i] = p.x
+        meta = {"format": _PENDING_FORMAT, "dim": dim}
+        buf = io.BytesIO()
+        np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                 ids=np.array([k for k, _ in items], dtype=str).reshape(-1),
+                 llms=np.array([p.llm for _, p in items], dtype=str).reshape(-1),
+                 x=X, output_tokens=np.array([p.output_tokens for _, p in items], float),
+                 created=np.array([p.created for _, p in items], float),
+                 answered=np.array([k for k, _ in answered], dtype=str).reshape(-1),
+                 answered_at=np.array([t for _, t in answered], float))
+        atomic_write(self.state_dir / _PENDING_FILE, buf.getvalue())
+        return len(items)
+
+    def _load_pending(self) -> None:
+        path = None if self.state_dir is None else self.state_dir / _PENDING_FILE
+        if path is None or not path.is_file():
+            return
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(bytes(z["meta"]).decode())
+                if meta.get("format") != _PENDING_FORMAT:
+                    raise ValueError(f"format {meta.get('format')!r}")
+                ids, llms, X = z["ids"], z["llms"], z["x"]
+                out, created = z["output_tokens"], z["created"]
+                answered, answered_at = z["answered"], z["answered_at"]
+            if X.shape != (len(ids), self.tr.router.dim) or not (
+                    len(ids) == len(llms) == len(out) == len(created)) \
+                    or len(answered) != len(answered_at):
+                raise ValueError("array shapes do not match the router")
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("ignored %s: unreadable (%s); earlier response ids take no feedback",
+                        path, exc)
+            return
+        now, ttl = time.time(), self.config.pending_ttl_s
+        known = set(self.tr.router.names)
+        for i in np.argsort(created, kind="stable"):
+            if now - created[i] <= ttl and str(llms[i]) in known:
+                self.pending[str(ids[i])] = _Pending(np.array(X[i]), None, str(llms[i]),
+                                                     float(out[i]), float(created[i]))
+        for i in np.argsort(answered_at, kind="stable"):
+            if now - answered_at[i] <= ttl:
+                self.answered[str(answered[i])] = float(answered_at[i])
+        log.info("loaded %d pending response ids from %s (time-to-live %.0f s)",
+                 len(self.pending), path, ttl)
+
+
+def _encoder_name(enc: Any) -> str:
+    return (f"{type(enc).__name__} (dim {getattr(enc, 'dim', '?')}, identity "
+            f"{getattr(enc, 'identity', '?')})")
 
 
 def _prompt_text(messages: Any) -> str:
@@ -336,7 +610,7 @@ class _SSE:
 def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                state_dir: str | Path | None = None, encoder: Encoder | None = None,
                config: ServeConfig | None = None, pipeline: PipelineConfig | None = None,
-               id_prefix: str = "", forward_feedback: Any = None):
+               lam: float | None = None, id_prefix: str = "", forward_feedback: Any = None):
     """The proxy as an ASGI app.
 
     Parameters
@@ -347,12 +621,17 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
         Where each LLM is served; every pool LLM needs one.
     state_dir : path, optional
         Folder of a :class:`~mixllm.text.pipeline.TextRouter` (``mixllm fit`` writes one): loaded at
-        start when present, saved periodically and at shutdown.
+        start when present, saved periodically and at shutdown. LLMs of the state that
+        ``pool`` does not name are kept, inactive (never routed to, saved back unchanged).
     encoder : optional
         The prompt encoder (default: the one the state names, else MiniLM).
     config : ServeConfig, optional
     pipeline : PipelineConfig, optional
-        Router settings for a cold start (default: raw embeddings, no tags).
+        Router settings for a cold start (default: raw embeddings, no tags,
+        ``lam = DEFAULT_LAM``, ``alpha = COLD_ALPHA``).
+    lam : float, optional
+        Default willingness to pay (USD per unit of quality) for ``model="mixllm"``; overrides
+        the state's (a pool file's top-level ``lam``).
     id_prefix : str
         Put into every response id (a replica's tag, so feedback can find its replica).
     forward_feedback : callable (id, quality, up) -> bool, optional
@@ -360,7 +639,7 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
         handed on (HTTP 202), ``False`` that it is unknown (404).
     """
     require_serve_extra()
-    import httpx
+    import aiohttp
     import prometheus_client as prom
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -370,8 +649,13 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
     if missing:
         raise ValueError(f"no base_url for {missing}: every pool LLM needs a backend")
     cfg = config or ServeConfig()
+    for m in pool:
+        env = backends[m.name].api_key_env
+        if env and not os.environ.get(env):
+            log.warning("%s: api_key_env %s is not set: its requests go without an "
+                        "Authorization header", m.name, env)
     st = _State(pool, backends, None if state_dir is None else Path(state_dir), encoder, cfg,
-                pipeline)
+                pipeline, lam)
     rec = _recorder(cfg)
     if cfg.drift_window:
         st.tr.router.monitor_drift(window=cfg.drift_window)
@@ -390,13 +674,33 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
     m_feedback = prom.Counter("mixllm_feedback", "Feedback learned", ["llm", "kind"],
                               registry=reg)
     m_overhead = prom.Histogram("mixllm_router_overhead_seconds",
-                                "Embedding + routing time per request", registry=reg,
-                                buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
-                                         5e-2, 0.1, 0.25, 1.0))
+                                "Featurise + route time per routed request", registry=reg,
+                                buckets=(5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2,
+                                         2.5e-2, 5e-2, 0.1, 0.25, 1.0))
     m_inflight = prom.Gauge("mixllm_in_flight", "Requests in flight per LLM", ["llm"],
                             registry=reg)
     m_latency = prom.Histogram("mixllm_backend_latency_seconds", "Backend response time",
                                ["llm"], registry=reg)
+    m_open = prom.Gauge("mixllm_backend_circuit_open",
+                        "1 while a failing backend is skipped (cool-down), else 0", ["llm"],
+                        registry=reg)
+    m_opened = prom.Counter("mixllm_backend_circuit_opened",
+                            "Times a backend's circuit opened", ["llm"], registry=reg)
+    for name in st.names:
+        m_open.labels(name).set(0)
+
+    def on_breaker(name: str, is_open: bool) -> None:
+        m_open.labels(name).set(1 if is_open else 0)
+        if is_open:
+            m_opened.labels(name).inc()
+
+    breaker = _Breaker(st.names, cfg.breaker_failures, cfg.breaker_cooldown_s, on_breaker)
+    # Per backend, what does not change between requests: the URL, the headers without the
+    # key (read at request time, so a rotated key is picked up), the timeout.
+    targets = {n: (backends[n].base_url + "/chat/completions",
+                   aiohttp.ClientTimeout(total=None, sock_connect=backends[n].timeout_s,
+                                         sock_read=backends[n].timeout_s))
+               for n in st.names}
 
     async def saver() -> None:
         while True:
@@ -408,7 +712,11 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000))
+        # aiohttp's pooled client: on loopback at 50 concurrent it forwarded ~4x the requests
+        # per second of httpx's (benchmarks/proxy_overhead.py); keep-alive per backend host.
+        app.state.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=300),
+            skip_auto_headers=("user-agent",))
         task = asyncio.create_task(saver()) if st.state_dir is not None and cfg.save_state \
             else None
         try:
@@ -418,12 +726,13 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await app.state.http.aclose()
+            await app.state.http.close()
             st.save()
             rec.close()
 
     app = FastAPI(title="mixllm", lifespan=lifespan)
     app.state.mixllm = st
+    app.state.breaker = breaker
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -438,31 +747,30 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"ok": True, "llms": st.names}
+        return {"ok": True, "llms": st.names,
+                "circuit_open": [n for n in st.names if breaker.is_open(n)]}
 
-    async def read_json(request: Request) -> tuple[Any, Any]:
-        """``(body, None)``, or ``(None, the error response)`` for a body too large or not JSON."""
+    async def read_json(request: Request) -> Any:
         size = request.headers.get("content-length")
-        too_large = size is not None and (not size.isdigit() or int(size) > cfg.max_body_bytes)
+        if size is not None:
+            if not size.isdigit() or int(size) > cfg.max_body_bytes:
+                raise _TooLarge()
+            return json.loads(await request.body())
         body = bytearray()
-        if not too_large:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > cfg.max_body_bytes:
-                    too_large = True
-                    break
-        if too_large:
-            return None, _error(413, f"request body over {cfg.max_body_bytes} bytes")
-        try:
-            return json.loads(body), None
-        except ValueError:
-            return None, _error(400, "body must be JSON")
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > cfg.max_body_bytes:
+                raise _TooLarge()
+        return json.loads(body)
 
     @app.post("/v1/feedback")
     async def feedback(request: Request):
-        body, error = await read_json(request)
-        if error is not None:
-            return error
+        try:
+            body = await read_json(request)
+        except _TooLarge:
+            return _error(413, f"request body over {cfg.max_body_bytes} bytes")
+        except ValueError:
+            return _error(400, "body must be JSON")
         if not isinstance(body, dict) or not isinstance(body.get("id"), str):
             return _error(400, "feedback needs 'id' (a response id) and 'quality' or 'thumbs'")
         q, thumbs = body.get("quality"), body.get("thumbs")
@@ -473,6 +781,10 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
             if isinstance(q, bool) or not isinstance(q, (int, float)) or not math.isfinite(q):
                 return _error(400, "'quality' must be a finite number")
             q = float(q)
+            try:
+                st.check_quality(q)
+            except ValueError as exc:
+                return _error(400, str(exc))
         else:
             if thumbs in ("up", True, 1):
                 up = True
@@ -482,20 +794,27 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                 return _error(400, "'thumbs' must be 'up' or 'down'")
         try:
             llm = await run_in_threadpool(st.feedback, body["id"], q, up)
+        except FeedbackConflict:
+            return _error(409, f"response id {body['id']!r} already has feedback (one answer "
+                               "per id)", "conflict")
         except KeyError:
             if forward_feedback is not None and await run_in_threadpool(
                     forward_feedback, body["id"], q, up):
                 return JSONResponse({"ok": True, "queued": True}, status_code=202)
-            return _error(404, f"unknown or expired response id {body['id']!r}")
+            return _error(404, f"unknown or expired response id {body['id']!r} (ids take "
+                               f"feedback for {cfg.pending_ttl_s:g} s)")
         m_feedback.labels(llm, "quality" if q is not None else "thumbs").inc()
         rec.feedback(body["id"], llm, q if q is not None else (1.0 if up else 0.0))
         return {"ok": True, "llm": llm}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        body, error = await read_json(request)
-        if error is not None:
-            return error
+        try:
+            body = await read_json(request)
+        except _TooLarge:
+            return _error(413, f"request body over {cfg.max_body_bytes} bytes")
+        except ValueError:
+            return _error(400, "body must be JSON")
         if not isinstance(body, dict):
             return _error(400, "body must be a JSON object")
         model = body.get("model")
@@ -503,13 +822,16 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
             prompt = _prompt_text(body.get("messages"))
         except ValueError as exc:
             return _error(400, str(exc))
-        t0 = time.perf_counter()
         headers: dict[str, str] = {}
         rid = f"chatcmpl-mixllm-{id_prefix}{secrets.token_hex(12)}"
-        if isinstance(model, str) and model in st.llms:
-            # Not routed, but featurised all the same: a feedback on the answer teaches it.
-            x, n_in = await run_in_threadpool(st.tr.featurize, prompt)
+        x: np.ndarray | None = None
+        text: str | None = None
+        n_in: float | None = None
+        if isinstance(model, str) and model in st.active:
+            # Passthrough: no embedding on the request path; the prompt's view is kept and
+            # embedded only if feedback comes.
             order = [model]
+            text = prompt_view(prompt, st.tr.config.view)
             headers["x-mixllm-route"] = "passthrough"
         else:
             match = _MODEL_RE.fullmatch(model) if isinstance(model, str) else None
@@ -526,26 +848,38 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                 except ValueError:
                     return _error(400, f"lam must be a number > 0 (or inf), got "
                                        f"{match.group(1)!r}")
-            routed = await run_in_threadpool(st.decide, prompt, lam)
+            t0 = time.perf_counter()
+            try:
+                if st.inline:
+                    routed = st.decide(prompt, lam)
+                else:
+                    routed = await run_in_threadpool(st.decide, prompt, lam)
+            except ValueError as exc:  # e.g. text the tokenizer refuses (lone surrogates)
+                return _error(400, f"cannot read the prompt: {exc}")
             d, x, n_in = routed.decision, routed.features, routed.input_tokens
+            d = st.active_decision(d)
             router = st.tr.router
             chosen = rec.choose(rid, d, lam=router.lam if lam is None else lam,
                                 alpha=router.alpha, beta=router.beta, input_tokens=n_in, x=x)
-            ranked = np.argsort(-d.score, kind="stable")
-            order = [chosen] + [d.names[k] for k in ranked if d.names[k] != chosen]
+            order = st.order(d, chosen)
+            overhead = time.perf_counter() - t0
+            m_overhead.observe(overhead)
             headers["x-mixllm-route"] = "routed"
             headers["x-mixllm-terms"] = _terms_header(d, d.names.index(chosen))
             headers["x-mixllm-ranking"] = ",".join(order)
+            headers["x-mixllm-router-ms"] = f"{overhead * 1e3:.3f}"
             m_routed.labels(chosen).inc()
-        overhead = time.perf_counter() - t0
-        m_overhead.observe(overhead)
-        headers["x-mixllm-router-ms"] = f"{overhead * 1e3:.3f}"
         headers["x-mixllm-response-id"] = rid
         stream = bool(body.get("stream"))
         failures: list[str] = []
+        http = request.app.state.http
         for name in order:
+            if not breaker.allow(name, time.monotonic()):
+                failures.append(f"{name}:circuit-open")
+                continue
             be = st.backends[name]
-            out = dict(body, model=be.model)
+            url, timeout = targets[name]
+            body["model"] = be.model
             req_headers = {"content-type": "application/json"}
             key = be.api_key()
             if key:
@@ -562,59 +896,83 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                 if seconds is not None:
                     m_latency.labels(name).observe(seconds)
 
+            resp = None
             try:
-                req = request.app.state.http.build_request(
-                    "POST", be.base_url + "/chat/completions", json=out, headers=req_headers,
-                    timeout=httpx.Timeout(be.timeout_s))
-                resp = await request.app.state.http.send(req, stream=stream)
-                if resp.status_code in _RETRYABLE:
-                    await resp.aclose()
-                    raise _BackendFailed(f"HTTP {resp.status_code}")
-                if not stream or resp.status_code != 200:
-                    raw = await resp.aread() if stream else resp.content
-                    await resp.aclose()
-                    done = True
-                    finish(True)
-                    headers.update({"x-mixllm-llm": name, "x-mixllm-backend-model": be.model})
-                    if failures:
-                        headers["x-mixllm-fallbacks"] = ",".join(failures)
-                    if resp.status_code != 200:
+                resp = await http.post(url, data=json.dumps(body).encode(),
+                                       headers=req_headers, timeout=timeout)
+                if resp.status in _RETRYABLE:
+                    raise _BackendFailed(f"HTTP {resp.status}")
+                if not stream or resp.status != 200:
+                    raw = await resp.read()
+                    resp.release()
+                    if resp.status != 200:
                         # The backend refused the request itself (4xx): not a reason to retry.
+                        done = True
+                        finish(True)
+                        breaker.success(name)
+                        headers.update({"x-mixllm-llm": name, "x-mixllm-backend-model": be.model})
+                        if failures:
+                            headers["x-mixllm-fallbacks"] = ",".join(failures)
                         m_req.labels(name, "client_error").inc()
-                        return Response(raw, status_code=resp.status_code, headers=headers,
+                        return Response(raw, status_code=resp.status, headers=headers,
                                         media_type=resp.headers.get("content-type"))
                     try:
                         obj = json.loads(raw)
+                        if not isinstance(obj, dict):
+                            raise ValueError
                     except ValueError:
                         raise _BackendFailed("invalid JSON") from None
-                    usage = obj.get("usage") or {}
-                    n_out = float(usage.get("completion_tokens") or 0.0)
-                    n_prompt = float(usage.get("prompt_tokens") or n_in)
+                    done = True
+                    finish(True)
+                    breaker.success(name)
+                    headers.update({"x-mixllm-llm": name, "x-mixllm-backend-model": be.model})
+                    if failures:
+                        headers["x-mixllm-fallbacks"] = ",".join(failures)
+                    usage = obj.get("usage")
+                    usage = usage if isinstance(usage, dict) else {}
+                    n_out = _num(usage.get("completion_tokens"), 0.0)
+                    n_prompt = _num(usage.get("prompt_tokens"), -1.0)
+                    if n_prompt < 0:  # no usage from the backend: mixllm's own count
+                        n_prompt = n_in if n_in is not None else st.tr.input_tokens(prompt)
                     _account(name, n_prompt, n_out, rid)
-                    st.remember(rid, x, name, n_out)
+                    st.remember(rid, x, text, name, n_out)
                     obj["id"] = rid
                     obj["model"] = name
-                    return JSONResponse(obj, headers=headers)
+                    return Response(json.dumps(obj).encode(), headers=headers,
+                                    media_type="application/json")
                 headers.update({"x-mixllm-llm": name, "x-mixllm-backend-model": be.model})
                 if failures:
                     headers["x-mixllm-fallbacks"] = ",".join(failures)
                 done = True
                 return StreamingResponse(
-                    _relay(resp, name, rid, x, n_in, finish), headers=headers,
+                    _relay(resp, name, rid, x, text, n_in, prompt, finish), headers=headers,
                     media_type=resp.headers.get("content-type", "text/event-stream"))
-            except (httpx.HTTPError, _BackendFailed) as exc:
+            except (aiohttp.ClientError, asyncio.TimeoutError, _BackendFailed) as exc:
+                if resp is not None:
+                    resp.release()
                 if not done:
                     finish(False)
                     done = True
-                reason = "timeout" if isinstance(exc, httpx.TimeoutException) else (
+                breaker.failure(name, time.monotonic())
+                timeout_hit = isinstance(exc, asyncio.TimeoutError)
+                reason = "timeout" if timeout_hit else (
                     str(exc) if isinstance(exc, _BackendFailed) else type(exc).__name__)
-                m_fallback.labels(name, "timeout" if reason == "timeout" else "error").inc()
+                m_fallback.labels(name, "timeout" if timeout_hit else "error").inc()
                 m_req.labels(name, "failed").inc()
                 log.warning("backend %s failed (%s); trying the next LLM", name, reason)
                 failures.append(f"{name}:{reason}")
             finally:
                 if not done:  # cancelled mid-request: keep the in-flight count right
                     finish(False)
+                    breaker.abandon(name)
+                    if resp is not None:
+                        resp.release()
+        if failures and all(f.endswith(":circuit-open") for f in failures):
+            return _error(503, "every candidate backend is cooling down after repeated "
+                               "failures: " + "; ".join(failures), "backend_unavailable",
+                          {"x-mixllm-fallbacks": ",".join(failures),
+                           "x-mixllm-response-id": rid,
+                           "retry-after": str(int(math.ceil(cfg.breaker_cooldown_s)))})
         return _error(502, "every backend failed: " + "; ".join(failures), "backend_error",
                       {"x-mixllm-fallbacks": ",".join(failures),
                        "x-mixllm-response-id": rid})
@@ -627,12 +985,12 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
         m_spend.labels(name).inc(cost)
         rec.outcome(rid, name, cost, n_out)
 
-    async def _relay(resp, name: str, rid: str, x: np.ndarray, n_in: float, finish
-                     ) -> AsyncIterator[bytes]:
+    async def _relay(resp, name: str, rid: str, x: np.ndarray | None, text: str | None,
+                     n_in: float | None, prompt: str, finish) -> AsyncIterator[bytes]:
         sse = _SSE(rid, name)
         ok = False
         try:
-            async for chunk in resp.aiter_raw():
+            async for chunk in resp.content.iter_any():
                 out = sse.feed(chunk)
                 if out:
                     yield out
@@ -640,13 +998,19 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
             if tail:
                 yield tail
             ok = True
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            pass  # the client sees a cut stream; counted below
         finally:
-            await resp.aclose()
+            resp.release()
             finish(ok)
             if ok:
+                breaker.success(name)
+                if n_in is None:  # a passthrough: counted now, after the stream
+                    n_in = st.tr.input_tokens(prompt)
                 _account(name, n_in, sse.output_tokens, rid)
-                st.remember(rid, x, name, sse.output_tokens)
+                st.remember(rid, x, text, name, sse.output_tokens)
             else:
+                breaker.failure(name, time.monotonic())
                 m_req.labels(name, "stream_broken").inc()
 
     return app
@@ -662,6 +1026,15 @@ def _recorder(cfg: ServeConfig) -> DecisionRecorder:
     return DecisionRecorder(logger, explorer)
 
 
+def _num(v: Any, default: float) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) \
+        and math.isfinite(v) and v >= 0 else float(default)
+
+
+class _TooLarge(Exception):
+    pass
+
+
 class _BackendFailed(Exception):
     pass
 
@@ -673,9 +1046,19 @@ def run(pool_path: str | Path, state_dir: str | Path | None = None, host: str = 
     require_serve_extra()
     import uvicorn
 
-    from ..data import load_pool
+    mlog = logging.getLogger("mixllm")
+    if not mlog.handlers:  # uvicorn configures only its own loggers
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        mlog.addHandler(handler)
+        mlog.setLevel(logging.INFO)
+    from ..data import load_pool, load_pool_settings
     from .backend import load_backends
 
     app = create_app(load_pool(pool_path), load_backends(pool_path), state_dir=state_dir,
-                     encoder=encoder, config=config, pipeline=pipeline)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+                     encoder=encoder, config=config, pipeline=pipeline,
+                     lam=load_pool_settings(pool_path).get("lam"))
+    # uvloop and httptools when installed (the serve extra installs them): the hop measured
+    # in benchmarks/proxy_overhead.py answered at about half the p50 of asyncio + h11.
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10,
+                access_log=False)

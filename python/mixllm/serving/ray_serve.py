@@ -26,6 +26,7 @@ import numpy as np
 from ..text.encoder import Encoder
 from ..types import LLM
 from .backend import Backend
+from .proxy import FeedbackConflict
 
 __all__ = ["build_app"]
 
@@ -121,6 +122,8 @@ class _Replica:
                 st.feedback(rid, quality, up)
             except KeyError:
                 log.warning("forwarded feedback for an expired response id %s", rid)
+            except (FeedbackConflict, ValueError) as exc:
+                log.warning("forwarded feedback for %s refused: %s", rid, exc or "answered")
 
         def exchange(router):
             delta = router.export_delta(self.last)

@@ -1,0 +1,118 @@
+"""The command line as a user meets it: help and defaults for every option, clear errors
+before any long work, the eval table explained."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from mixllm import cli
+from mixllm.router import DEFAULT_LAM
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            return dict(a.choices)
+    raise AssertionError("no subcommands")
+
+
+def test_every_option_has_help_and_shows_its_default():
+    subs = _subparsers(cli.build_parser())
+    assert {"eval", "fit", "route", "experiment", "static-table", "serve", "info",
+            "bench"} <= set(subs)
+    for name, p in subs.items():
+        text = p.format_help()
+        for a in p._actions:
+            if isinstance(a, argparse._HelpAction):
+                continue
+            assert a.help, f"mixllm {name} {a.option_strings or a.dest}: no help text"
+            if a.option_strings and a.default not in (None, False) and \
+                    a.default is not argparse.SUPPRESS:
+                formatted = p._get_formatter()._get_help_string(a)
+                assert "default" in formatted, f"mixllm {name} {a.option_strings}: no default"
+        assert "(default: None)" not in text, name
+    fit = subs["fit"].format_help()
+    assert f"(default: {DEFAULT_LAM})" in fit
+
+
+def _err(argv, capsys) -> str:
+    assert cli.main(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_route_refuses_an_empty_prompt_and_a_missing_state(tmp_path, capsys):
+    assert "prompt 1 is empty" in _err(["route", "--state", str(tmp_path), ""], capsys)
+    assert "prompt 2 is empty" in _err(["route", "--state", str(tmp_path), "ok", "  "], capsys)
+    err = _err(["route", "--state", str(tmp_path / "nope"), "hello"], capsys)
+    assert "no router in" in err and "mixllm fit" in err and "Errno" not in err
+    with pytest.raises(SystemExit):  # lam must be > 0
+        cli.main(["route", "--state", str(tmp_path), "--lam", "0", "hello"])
+
+
+def test_output_paths_are_checked_before_the_run(tmp_path, monkeypatch, capsys):
+    def never(*a, **k):
+        raise AssertionError("data loaded before the output paths were checked")
+
+    monkeypatch.setattr(cli, "_load", never)
+    train = str(tmp_path / "train.csv")
+    no = tmp_path / "no"
+    assert "does not exist" in _err(["eval", "--train", train, "--reference", "x",
+                                     "--json", str(no / "r.json")], capsys)
+    assert "is a folder" in _err(["eval", "--train", train, "--reference", "x",
+                                  "--plot", str(tmp_path)], capsys)
+    (tmp_path / "afile").write_text("x")
+    assert "not a folder" in _err(["fit", "--train", train, "--out",
+                                   str(tmp_path / "afile")], capsys)
+    assert "does not exist" in _err(["experiment", "main", "--data", train, "--reference", "x",
+                                     "--markdown", str(no / "r.md")], capsys)
+
+
+def test_eval_table_states_what_was_left_out_and_explains_itself(capsys):
+    reach = {"90": 6.4, "95": 30.2, "97.25": None, "100": None}
+    cli._print_report({"reference": "big", "n_train": 2039, "n_test": 504,
+                       "n_test_dropped": 6, "online": None, "tau": "inf",
+                       "routers": {"mixllm": {"aiq": 0.958, "cost_to_reach": reach}}})
+    out = capsys.readouterr().out
+    assert "6 of 510 test prompts left out" in out and "quality or cost is missing" in out
+    assert "online learning over the test stream: off" in out and "None" not in out
+    assert "latency tolerance: none" in out
+    assert "AIQ: the area under" in out and "'-': the router never reaches" in out
+    assert "mixllm" in out and "  -  " in out
+
+
+def test_plot_labels_do_not_overlap_and_stay_inside(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mixllm.evaluation.plot import _place_labels, plot_report
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.set_xscale("log")
+    # a tight cluster, as code-llama and llama-2-70b are on RouterBench
+    singles = [(f"model-{i}-with-a-long-name", (6.0 + 0.3 * i, 70.0 + 0.2 * i))
+               for i in range(4)] + [("edge", (100.0, 60.0))]
+    for _, (c, q) in singles:
+        ax.scatter(c, q)
+    ax.set_xlim(1, 120)
+    ax.set_ylim(55, 110)
+    _place_labels(fig, ax, singles)
+    r = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(r)
+    boxes = [t.get_window_extent(r) for t in ax.texts]
+    assert len(boxes) == len(singles)
+    for i, b in enumerate(boxes):
+        assert frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1
+        assert not any(b.overlaps(o) for o in boxes[:i])
+    plt.close(fig)
+    report = {"reference": "big", "n_test": 10, "routers": {
+        "mixllm": {"curve": [{"cost_pct": 5, "quality_pct": 80}, {"cost_pct": 50,
+                                                                  "quality_pct": 99}]},
+        "task-best": {"curve": [{"cost_pct": 5, "quality_pct": 79}, {"cost_pct": 60,
+                                                                     "quality_pct": 98}]},
+        "big": {"curve": [{"cost_pct": 100, "quality_pct": 100}]}}}
+    plot_report(report, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
