@@ -116,3 +116,31 @@ def test_plot_labels_do_not_overlap_and_stay_inside(tmp_path):
         "big": {"curve": [{"cost_pct": 100, "quality_pct": 100}]}}}
     plot_report(report, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fit_data_keeps_embeddings_in_the_user_cache_and_shows_progress(tmp_path, monkeypatch,
+                                                                        capsys):
+    """The default encoder of a TextRouter caches on disk (as the command line does): a second
+    fit of the same prompts, in a fresh pipeline, embeds nothing."""
+    import numpy as np
+
+    from mixllm import LLM
+    from mixllm.data import RoutingData
+    from mixllm.text.pipeline import PipelineConfig, TextRouter
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    pool = [LLM("a", 1.0, 1.0), LLM("b", 0.1, 0.1)]
+    n = 12
+    data = RoutingData([f"p{i}" for i in range(n)], [f"question number {i}" for i in range(n)],
+                       ["a", "b"], np.tile([0.9, 0.4], (n, 1)),
+                       input_tokens=np.full(n, 4.0), output_tokens=np.full((n, 2), 20.0),
+                       task=["t"] * n, pool=pool)
+    tr = TextRouter(pool, PipelineConfig(tags=False))
+    tr.fit_data(data, progress=True)
+    err = capsys.readouterr().err
+    assert "embedding" in err and "fitting router" in err
+    again = TextRouter(pool, PipelineConfig(tags=False))
+    again.fit_data(data)
+    info = again.encoder.cache_info()
+    assert info.misses == 0 and info.disk_hits == n
+    assert (tmp_path / "xdg" / "mixllm" / "embeddings").is_dir()

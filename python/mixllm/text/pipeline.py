@@ -220,9 +220,11 @@ class TextRouter:
 
     def _encoder(self) -> Encoder:
         if self.encoder is None:
-            from .onnx import OnnxEncoder
+            from .onnx import OnnxEncoder, default_cache_dir
 
-            self.encoder = OnnxEncoder()
+            # The user's embedding cache, as on the command line: fitting the same prompts
+            # again does not embed them again.
+            self.encoder = OnnxEncoder(cache_dir=default_cache_dir())
         return self.encoder
 
     def embed(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
@@ -328,15 +330,24 @@ class TextRouter:
         return self
 
     def fit_data(self, data: Any, progress: bool = False) -> "TextRouter":
-        """Fit on a :class:`mixllm.data.RoutingData` whose models cover :attr:`pool`."""
+        """Fit on a :class:`mixllm.data.RoutingData` whose models cover :attr:`pool`.
+
+        ``progress`` shows the encoder's bar over the prompts it embeds (the default encoder
+        keeps them in the user's embedding cache) and a bar over the fitting steps."""
         cols = [data.models.index(m.name) for m in self.pool]
         if np.isnan(data.output_tokens).all():
             # costs but no lengths: the lengths that reproduce the costs under the pool's prices
             data = data.select_models([m.name for m in self.pool]).lengths_from_costs(self.pool)
             cols = list(range(len(self.pool)))
         E = self.embed(data.prompts, progress=progress)
-        return self.fit(E, data.quality[:, cols], data.output_tokens[:, cols],
-                        domain_labels(data.task, data.tags))
+        from tqdm import tqdm
+
+        with tqdm(total=1, disable=not progress, unit="step",
+                  desc="fitting " + ("tags + router" if self.config.tags else "router")) as bar:
+            self.fit(E, data.quality[:, cols], data.output_tokens[:, cols],
+                     domain_labels(data.task, data.tags))
+            bar.update(1)
+        return self
 
     def _require(self) -> Router:
         if self.router is None:
