@@ -400,8 +400,9 @@ class Router:
             self._llms[llm.name] = llm
 
     def update_llm(self, llm: LLM) -> None:
-        """Replace the profile (prices, latency) of an LLM of the pool, keeping what it
-        learned (e.g. a pool file's new prices for a fitted router)."""
+        """Replace the whole profile of an LLM of the pool (prices and latency profile:
+        ``ttft_s``, ``tokens_per_s``, ``slots``), keeping what it learned, e.g. a pool file's
+        entry for a fitted router; :meth:`set_prices` changes the prices alone."""
         if not isinstance(llm, LLM):
             raise ValueError(f"llm must be an LLM, got {type(llm).__name__}")
         with self._membership:
