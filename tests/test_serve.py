@@ -563,7 +563,8 @@ def test_llms_missing_from_the_pool_file_are_kept_inactive(backend_server, tmp_p
     state = tmp_path / "state"
     full, backends = make_pool(backend_server.url)  # cheap, mid, big
     fitted = _fitted(full, state, best="mid")
-    mid_before = fitted.router.predict(np.eye(16)[:3])
+    probe = np.eye(fitted.router.dim)[:3]
+    mid_before = fitted.router.predict(probe)
     served = [m for m in full if m.name != "mid"]
     caplog.set_level("INFO", logger="mixllm")
     p = Proxy(served, {n: b for n, b in backends.items() if n != "mid"}, state_dir=state)
@@ -584,7 +585,7 @@ def test_llms_missing_from_the_pool_file_are_kept_inactive(backend_server, tmp_p
     assert "saved router state to" in caplog.text
     back = TextRouter.load(state, encoder=HashEncoder(16)).router
     assert back.names == ["cheap", "mid", "big"]  # nothing deleted
-    after = back.predict(np.eye(16)[:3])
+    after = back.predict(probe)
     for a, b in zip(mid_before, after):  # mid unchanged, big learned
         np.testing.assert_array_equal(a[:, 1], b[:, 1])
     assert back.n_observations()["big"] == fitted.router.n_observations()["big"] + 1
