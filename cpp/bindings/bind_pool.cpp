@@ -134,6 +134,8 @@ py::dict snapshot_dict(const mixllm::Snapshot& s, std::size_t d, std::size_t T) 
         e["theta"] = to_array(a.theta, {sT, sd});
         e["floor"] = a.floor;
         e["floor_n"] = a.floor_n;
+        e["ceil"] = a.ceil;
+        e["ceil_cert"] = a.ceil_cert;
         arms.append(e);
     }
     py::dict out;
@@ -181,6 +183,8 @@ mixllm::Snapshot snapshot_from(const py::dict& d) {
         if (e.contains("theta")) a.theta = vec(e["theta"], "theta");
         if (e.contains("floor")) a.floor = e["floor"].cast<double>();
         if (e.contains("floor_n")) a.floor_n = e["floor_n"].cast<std::uint64_t>();
+        if (e.contains("ceil")) a.ceil = e["ceil"].cast<double>();
+        if (e.contains("ceil_cert")) a.ceil_cert = e["ceil_cert"].cast<double>();
         s.arms.push_back(std::move(a));
     }
     if (d.contains("reference") && !d["reference"].is_none())

@@ -137,6 +137,59 @@ double certify_floor(const Base& G, const Base& S, std::size_t d) {
     return 0.0;
 }
 
+double certify_ceiling(const Base& G, const Base& S, std::size_t d) {
+    if (&G == &S || G.id == S.id) return 1.0;
+    const Kernels& K = kernels();
+    const std::vector<double> SA = base_matrix(S, d), GA = base_matrix(G, d);
+    // lambda_max of M = R_S G R_S^T by power iteration (x -> R_S G R_S^T x); the Rayleigh
+    // quotient rho <= lambda_max, so rho may be too low: the Cholesky test decides.
+    std::vector<double> x(d, 1.0 / std::sqrt(static_cast<double>(d))), y(d), z(d);
+    double rho = 0.0;
+    for (int it = 0; it < 30; ++it) {
+        unwhiten(S, x.data(), y.data(), d);
+        for (std::size_t i = 0; i < d; ++i) z[i] = K.dot(GA.data() + i * d, y.data(), d);
+        whiten(S, z.data(), y.data(), d);
+        rho = K.dot(x.data(), y.data(), d);
+        const double n = std::sqrt(K.dot(y.data(), y.data(), d));
+        if (!(n > 0.0) || !std::isfinite(n)) return 0.0;
+        for (std::size_t i = 0; i < d; ++i) x[i] = y[i] / n;
+    }
+    if (!(rho > 0.0) || !std::isfinite(rho)) return 0.0;
+    std::vector<double> M(d * d), work(d * d);
+    double c = 1.02 * rho;
+    for (int tries = 0; tries < 8; ++tries, c *= 1.25) {
+        for (std::size_t i = 0; i < d * d; ++i) M[i] = c * SA[i] - GA[i];
+        if (positive_definite(M.data(), d, work.data())) return c;
+    }
+    return 0.0;
+}
+
+double gersh(const ArmState& s) {
+    double g = 1.0;
+    for (std::size_t i = 0; i < s.rank && i < s.crow.size(); ++i) g = std::max(g, s.crow[i]);
+    return g;
+}
+
+void correction_rows(ArmState& s, std::size_t d) {
+    // Replays append_row's sums: row j's entries c = W_{<j} w_j (gemv_rect, as when row j was
+    // appended) and its diagonal 1 + |w_j|^2, so that a recomputation gives the same bits.
+    const Kernels& K = kernels();
+    const std::size_t r = s.rank;
+    std::vector<double> c(r);
+    s.crow.assign(r, 0.0);
+    for (std::size_t j = 0; j < r; ++j) {
+        const double* wj = s.W.data() + j * d;
+        if (j > 0) K.gemv_rect(s.W.data(), wj, c.data(), j, d);
+        double last = 0.0;
+        for (std::size_t i = 0; i < j; ++i) {
+            const double a = std::fabs(c[i]);
+            s.crow[i] += a;
+            last += a;
+        }
+        s.crow[j] = last + std::fabs(1.0 + K.dot(wj, wj, d));
+    }
+}
+
 // Per-thread scratch, so that the hot paths do not allocate.
 std::vector<double>& scratch(std::size_t n) {
     thread_local std::vector<double> buf;
@@ -156,11 +209,13 @@ void refactor(ArmState& s, std::size_t d, std::size_t T) {
     s.Cinv.swap(Cinv);
     s.beta.swap(beta);
     s.omega.swap(omega);
+    correction_rows(s, d);
     s.theta = theta(s, d, T);
     s.since_refactor = 0;
 }
 
 void fold(ArmState& s, std::size_t d, std::size_t T) {
+    const double g = gersh(s);
     std::vector<double> A = base_matrix(*s.base, d);
     add_gram(A, s.U.data(), s.rank, d);
     std::shared_ptr<const Base> B = dense_base(std::move(A), d, s.name);
@@ -169,7 +224,8 @@ void fold(ArmState& s, std::size_t d, std::size_t T) {
     s.base = std::move(B);
     s.beta.swap(beta);
     s.rank = 0;
-    s.U.clear(), s.W.clear(), s.Cinv.clear(), s.omega.clear();
+    s.U.clear(), s.W.clear(), s.Cinv.clear(), s.omega.clear(), s.crow.clear();
+    s.ceil = s.ceil > 0.0 ? s.ceil * g : 0.0;
     s.theta = theta(s, d, T);
     s.since_refactor = 0;  // a fold is an exact refactorisation
     s.fold_ticket = 0;     // a fold running unlocked on the old base is void
@@ -242,6 +298,15 @@ bool append_row(ArmState& s, std::size_t d, std::size_t T, std::size_t max_rank,
     for (std::size_t j = 0; j < r; ++j)
         for (std::size_t t = 0; t < T; ++t) s.omega[j * T + t] += y[t] * c[j];
     for (std::size_t t = 0; t < T; ++t) s.omega.push_back(K.dot(w, s.beta.data() + t * d, d));
+    // Gershgorin row sums of C = I + W W^T, in the column order of correction_rows.
+    s.crow.resize(r);
+    double last = 0.0;
+    for (std::size_t i = 0; i < r; ++i) {
+        const double a = std::fabs(c[i]);
+        s.crow[i] += a;
+        last += a;
+    }
+    s.crow.push_back(last + std::fabs(1.0 + ww));
     s.U.insert(s.U.end(), u, u + d);
     s.W.insert(s.W.end(), w, w + d);
     s.rank = r + 1;

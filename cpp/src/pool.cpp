@@ -63,6 +63,18 @@ void Pool::certify(ArmState& s) const {
 void Pool::refloor(ArmState& s, double old_floor) const {
     s.floor = old_floor;
     if (floor_due(s)) certify(s);
+    receil(s);
+}
+
+void Pool::receil(ArmState& s) const {
+    if (!reference_) {
+        s.ceil = s.ceil_cert = 0.0;
+        return;
+    }
+    if (ceil_due(s)) {
+        s.ceil = s.ceil_cert = arm::certify_ceiling(*s.base, *reference_, dim_);
+        s.ceil_ref = reference_->id;
+    }
 }
 
 std::shared_ptr<const Base> Pool::scalar_base(double ridge) {
@@ -114,11 +126,14 @@ void Pool::add_arm_state(const std::string& name, const double* A, const double*
     s->floor = arm::certify_floor(*s->base, *ref, d);  // O(d^3): outside the lock
     s->floor_ref = ref->id;
     s->floor_n = s->n_obs;
+    s->ceil = s->ceil_cert = arm::certify_ceiling(*s->base, *ref, d);
+    s->ceil_ref = ref->id;
     std::unique_lock lock(mu_);
     for (const auto& a : arms_)
         if (a->name == s->name) throw std::invalid_argument("LLM already in the pool: '" + s->name + "'");
     if (!reference_) reference_ = s->base;
     if (s->floor_ref != reference_->id) certify(*s);
+    receil(*s);
     arms_.push_back(std::move(s));
     version_ = arm::next_version();
 }
@@ -192,6 +207,8 @@ void Pool::fit(const std::vector<std::string>& names, const std::vector<double>&
         s->floor = arm::certify_floor(*s->base, *shared, d);
         s->floor_ref = shared->id;
         s->floor_n = s->n_obs;
+        s->ceil = s->ceil_cert = arm::certify_ceiling(*s->base, *shared, d);
+        s->ceil_ref = shared->id;
         arms.push_back(std::move(s));
     }
     std::unique_lock lock(mu_);
@@ -237,14 +254,15 @@ std::uint64_t next_fold_ticket() {
 // the lock did. Called with the lock held; returns with it released. Returns false when the
 // arm was replaced or folded meanwhile (the caller then applies the row under the lock).
 bool Pool::fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::string& name,
-                         const double* u, const double* ys) {
+                         const double* u, const double* wu, const double* ys) {
     const std::size_t d = dim_, T = n_targets_;
     const Kernels& K = kernels();
     const std::uint64_t ticket = next_fold_ticket();
     std::shared_ptr<const Base> old, ref = reference_;
     bool due = true;
-    double old_floor = 0.0;
+    double old_floor = 0.0, old_ceil = 0.0, old_cert = 0.0;
     std::vector<double> rows;  // the arm's r0 rows, then u
+    std::vector<double> wrows, crow;  // the r0 rows whitened by the old base; their row sums
     std::size_t r0 = 0;
     {
         ArmState& s = *arms_[index_of(name)];
@@ -256,19 +274,35 @@ bool Pool::fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::s
         old_floor = s.floor;
         old = s.base;
         r0 = s.rank;
+        if (ref && s.ceil_ref == ref->id) old_ceil = s.ceil, old_cert = s.ceil_cert;
+        wrows.assign(s.W.begin(), s.W.begin() + static_cast<std::ptrdiff_t>(r0 * d));
+        crow.assign(s.crow.begin(), s.crow.begin() + static_cast<std::ptrdiff_t>(r0));
         rows.reserve((r0 + 1) * d);
         rows.assign(s.U.begin(), s.U.begin() + static_cast<std::ptrdiff_t>(r0 * d));
         rows.insert(rows.end(), u, u + d);
     }
     lock.unlock();
     std::shared_ptr<const Base> B;
-    double floor = 0.0;
+    double floor = 0.0, ceil = 0.0, cert = old_cert;
     std::exception_ptr failed;
     try {
         std::vector<double> A = arm::base_matrix(*old, d);
         arm::add_gram(A, rows.data(), r0 + 1, d);
         B = arm::dense_base(std::move(A), d, name);
         floor = !ref ? 0.0 : due ? arm::certify_floor(*B, *ref, d) : old_floor;
+        // The new base G + U^T U <= lambda_max(I + W W^T) G: Gershgorin's bound on the r0 rows
+        // and u (arm::gersh), times the old ceiling; certified again once it is loose.
+        std::vector<double> c(r0);
+        if (r0 > 0) K.gemv_rect(wrows.data(), wu, c.data(), r0, d);
+        double g = 1.0, last = 0.0;
+        for (std::size_t i = 0; i < r0; ++i) {
+            g = std::max(g, crow[i] + std::fabs(c[i]));
+            last += std::fabs(c[i]);
+        }
+        g = std::max(g, last + std::fabs(1.0 + K.dot(wu, wu, d)));
+        ceil = old_ceil > 0.0 ? old_ceil * g : 0.0;
+        if (ref && (!(ceil > 0.0) || ceil > kCeilSlack * cert))
+            ceil = cert = arm::certify_ceiling(*B, *ref, d);
     } catch (...) {
         failed = std::current_exception();
     }
@@ -301,6 +335,9 @@ bool Pool::fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::s
     next.floor = floor;
     next.floor_ref = ref ? ref->id : 0;
     if (due) next.floor_n = next.n_obs + 1;
+    next.ceil = ceil;
+    next.ceil_cert = cert;
+    next.ceil_ref = ref ? ref->id : 0;
     for (std::size_t i = 0; i < T * d; ++i)
         if (!std::isfinite(next.b[i]) || !std::isfinite(next.beta[i])) {
             lock.unlock();
@@ -356,7 +393,7 @@ void Pool::update_impl(const std::string& name, const double* x, const double* y
     for (std::size_t j = 0; j < d; ++j) u[j] = sw * x[j], w[j] = sw * v[j];
     for (std::size_t t = 0; t < T; ++t) ys[t] = sw * y[t];
     if (fold_unlocked_ok && s.rank + 1 >= max_rank_ && s.fold_ticket == 0) {
-        if (fold_unlocked(lock, name, u, ys)) return;
+        if (fold_unlocked(lock, name, u, w, ys)) return;
         update_impl(name, x, y, weight, false);  // the arm changed meanwhile: apply the row here
         return;
     }
@@ -426,6 +463,7 @@ void Pool::update_batch(const std::string& name, const double* X, const double* 
         next.rank = 0;
         next.U.clear(), next.W.clear(), next.Cinv.clear(), next.omega.clear();
         next.fold_ticket = 0;
+        next.ceil = 0.0;  // the batch's rows were never whitened: certified again (refloor)
     }
     next.n_obs += n;
     arm::refactor(next, dim_, n_targets_);

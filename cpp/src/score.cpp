@@ -161,13 +161,16 @@ void Pool::score_into(ScoreResult& out, const double* X, std::size_t B, const do
     // The bound is certified on exact arithmetic; the rounding of |R_S x| (float32 panels:
     // 6 2^-24, kernels.hpp) and of the sums is covered by this margin.
     const double slack = f32 ? 1.0 + 1e-5 : 1.0 + 1e-12;
+    // The lower bounds (a ceiling's and Gershgorin's) rest on W and the bases as computed, whose
+    // rounding is of the order of d 2^-53 relative: a wider margin.
+    const double slack_lo = f32 ? 1.0 + 1e-5 : 1.0 + 1e-9;
     // Per-thread buffers: per arm (n_arms each) pen, base score, value, bonus, state; then the
     // whitened query and the small products.
     thread_local std::vector<double> buf;
     thread_local std::vector<unsigned char> state;  // 0 exact, 1 bounded, 2 unknown
     constexpr std::size_t kChunk = 64;  // queries whitened by S in one pass over its triangle
     const std::size_t nb_max = std::min(B, kChunk);
-    buf.resize(6 * n_arms + (nb_max + 1) * d + 2 * rank_cap() + T);
+    buf.resize(7 * n_arms + (nb_max + 1) * d + 2 * rank_cap() + T);
     state.resize(n_arms);
     double* pen = buf.data();
     double* s0 = pen + n_arms;
@@ -175,7 +178,8 @@ void Pool::score_into(ScoreResult& out, const double* X, std::size_t B, const do
     double* bon = val + n_arms;
     double* outtok = bon + n_arms;
     double* qual = outtok + n_arms;
-    double* VS = qual + n_arms;  // nb_max x d: the chunk whitened by S
+    double* low = qual + n_arms;  // a lower bound on each arm's score (= val once exact)
+    double* VS = low + n_arms;   // nb_max x d: the chunk whitened by S
     double* v = VS + nb_max * d;
     double* pp = v + d;
     double* g = pp + rank_cap();
@@ -226,8 +230,15 @@ void Pool::score_into(ScoreResult& out, const double* X, std::size_t B, const do
             }
             const double quad = arm_quad(K, s, w, w == vS ? vvS : K.dot(w, w, d), d, pp, g);
             bon[k] = std::sqrt(std::max(quad, 0.0));
-            val[k] = score_of(k, bon[k]);
+            val[k] = low[k] = score_of(k, bon[k]);
             state[k] = 0;
+        };
+        // bonus_k >= |R_S z| / sqrt(C_k gersh_k), C_k the arm's certified ceiling against S
+        // (1 on S itself) and gersh_k Gershgorin's bound on its corrections (A_k <= gersh_k G_k
+        // <= gersh_k C_k S); 0 when no ceiling is known.
+        auto bonus_low = [&](const ArmState& s) {
+            const double c = s.base.get() == S ? 1.0 : s.ceil_ref == S->id ? s.ceil : 0.0;
+            return c > 0.0 ? std::sqrt(vvS / (c * arm::gersh(s))) / slack_lo : 0.0;
         };
         for (std::size_t k = 0; k < n_arms; ++k) {
             const ArmState& s = *arms_[k];
@@ -243,29 +254,42 @@ void Pool::score_into(ScoreResult& out, const double* X, std::size_t B, const do
             } else if (s.base.get() == S) {  // A_k = S + U^T U >= S: floor 1, refined in O(r d)
                 bon[k] = std::sqrt(vvS) * slack;
                 val[k] = score_of(k, bon[k]);
+                low[k] = score_of(k, bonus_low(s));
                 state[k] = 1;
             } else if (s.floor > 0.0 && s.floor_ref == S->id) {
                 bon[k] = std::sqrt(vvS / s.floor) * slack;
                 val[k] = score_of(k, bon[k]);
+                low[k] = score_of(k, bonus_low(s));
                 state[k] = 1;
             } else {
                 bon[k] = std::numeric_limits<double>::infinity();
                 val[k] = p.alpha > 0.0 ? bon[k] : score_of(k, 0.0);
+                low[k] = score_of(k, 0.0);
                 state[k] = 2;
             }
         }
         // The largest value, first index on ties (a NaN never wins); an arm whose value is
-        // only an upper bound is refined and the search repeats, until the winner is exact.
-        // With alpha = 0 the bonus does not enter the score: bounded values are exact scores.
+        // only an upper bound is refined and the search repeats, until the winner is exact or
+        // certified: its score's lower bound above every other arm's value (each >= that
+        // arm's exact score), so that it is exact LinUCB's unique argmax. With alpha = 0 the
+        // bonus does not enter the score: bounded values are exact scores.
         std::int64_t best = -1;
         for (;;) {
             double bv = -std::numeric_limits<double>::infinity();
+            double second = -std::numeric_limits<double>::infinity();
             best = -1;
-            for (std::size_t k = 0; k < n_arms; ++k)
-                if (val[k] > bv) bv = val[k], best = static_cast<std::int64_t>(k);
+            for (std::size_t k = 0; k < n_arms; ++k) {
+                if (val[k] > bv) {
+                    if (best >= 0) second = bv;
+                    bv = val[k], best = static_cast<std::int64_t>(k);
+                } else if (val[k] > second) {
+                    second = val[k];
+                }
+            }
             if (best < 0) break;
             const auto kb = static_cast<std::size_t>(best);
             if (state[kb] == 0 || (state[kb] == 1 && p.alpha == 0.0)) break;
+            if (state[kb] == 1 && low[kb] > second) break;
             refine(kb);
         }
         // Unknown bounds (no certified floor) are refined for the terms as well.

@@ -91,6 +91,7 @@ std::unique_ptr<Pool> Pool::from_snapshot(std::size_t dim, std::size_t n_targets
         if (a.theta.size() != T * d ||
             !std::all_of(a.theta.begin(), a.theta.end(), [](double v) { return std::isfinite(v); }))
             a.theta = arm::theta(a, d, T);
+        arm::correction_rows(a, d);  // derived from W, the same bits as when appended
         p->arms_.push_back(std::make_unique<ArmState>(std::move(a)));
     }
     // The reference base: the saved one, else the one most arms share (the offline fit's,
@@ -110,6 +111,13 @@ std::unique_ptr<Pool> Pool::from_snapshot(std::size_t dim, std::size_t n_targets
                            std::isfinite(a->floor);
         if (saved) a->floor_ref = p->reference_->id;
         else p->certify(*a);
+        // Likewise the ceiling (saved with its last certified value, or certified now).
+        const bool ceil_saved = s.reference != Snapshot::kNoReference && a->ceil > 0.0 &&
+                                std::isfinite(a->ceil) && a->ceil_cert > 0.0 &&
+                                std::isfinite(a->ceil_cert);
+        if (ceil_saved) a->ceil_ref = p->reference_->id;
+        else a->ceil = 0.0;
+        p->receil(*a);
     }
     p->version_ = arm::next_version();
     return p;

@@ -792,8 +792,9 @@ class Router:
                          "since_refactor": int(s["since_refactor"]), "wait": float(s["wait"])})
         if self.engine == "native":
             snap = pool.snapshot()
-            # Version 3: the reference base and each arm's certified floor (the bound-and-refine
-            # decisions' derived state, kept so that a restored router reports the same terms).
+            # Version 3: the reference base and each arm's certified floor and ceiling (the
+            # bound-and-refine decisions' derived state, kept so that a restored router reports
+            # the same terms; a file without the ceilings has them certified again on load).
             engine_state = {"max_rank": int(pool.max_rank), "bases": [], "arms": [],
                             "reference": snap["reference"]}
             for i, b in enumerate(snap["bases"]):
@@ -803,7 +804,9 @@ class Router:
             for k, a in enumerate(snap["arms"]):
                 engine_state["arms"].append({"base": int(a["base"]), "rank": int(a["rank"]),
                                              "floor": float(a["floor"]),
-                                             "floor_n": int(a["floor_n"])})
+                                             "floor_n": int(a["floor_n"]),
+                                             "ceil": float(a["ceil"]),
+                                             "ceil_cert": float(a["ceil_cert"])})
                 for key in _NATIVE_ARM_ARRAYS + ("theta",):
                     arrays[f"native.arm{k}.{key}"] = a[key]
         manifest = {
@@ -907,6 +910,9 @@ def _native_pool_from(router: Router, manifest: dict, llms: list[LLM], data: dic
             arm.update(floor=_check_scalar("floor", a["floor"], low=0.0),
                        floor_n=_count(a.get("floor_n", 0)),
                        theta=data[f"native.arm{k}.theta"])
+        if "ceil" in a:
+            arm.update(ceil=_check_scalar("ceil", a["ceil"], low=0.0),
+                       ceil_cert=_check_scalar("ceil_cert", a.get("ceil_cert", 0.0), low=0.0))
         state["arms"].append(arm)
     if len(state["arms"]) != len(llms):
         raise ValueError("engine state does not match the pool")

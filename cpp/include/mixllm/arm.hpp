@@ -37,9 +37,21 @@ void unwhiten(const Base& B, const double* w, double* out, std::size_t d);
 // 0 when none was found. O(d^3): a fold's cost again at most.
 double certify_floor(const Base& G, const Base& S, std::size_t d);
 
+// A ceiling C with G <= C S (Cholesky of C S - G succeeds), from a power iteration's estimate
+// of lambda_max(R_S G R_S^T) raised until certified; 1 when G is S; 0 when none was found.
+// O(d^3), as certify_floor.
+double certify_ceiling(const Base& G, const Base& S, std::size_t d);
+// Gershgorin's bound on lambda_max(I + W W^T) of the arm's corrections: max of s.crow, 1 for
+// none. A = G + U^T U <= gersh(s) G, so the arm's bonus >= its base's bonus / sqrt(gersh).
+double gersh(const ArmState& s);
+// crow: row sums of |I + W W^T| from W, summed in column order (append_row keeps the same
+// sums in the same order, so a recomputation gives the same bits).
+void correction_rows(ArmState& s, std::size_t d);
+
 // Cinv, beta, omega and theta recomputed exactly from U, b and the base; since_refactor = 0.
 void refactor(ArmState& s, std::size_t d, std::size_t T);
-// A = G + U^T U formed and factorised into a base of the arm's own; rank 0.
+// A = G + U^T U formed and factorised into a base of the arm's own; rank 0. The ceiling
+// compounds: the new base is <= gersh(s) G <= gersh(s) ceil S (the caller may certify it).
 void fold(ArmState& s, std::size_t d, std::size_t T);
 // Appends the row u (whitened w = R u) with targets y; theta takes one recursive-least-squares
 // step (theta += A'^{-1} u (y - theta u)^T, A' = A + u u^T: O(d^2/2 + r d)). Returns false, s untouched, when the

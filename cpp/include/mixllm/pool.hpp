@@ -131,6 +131,14 @@ struct ArmState {
     std::uint64_t floor_ref = 0;  // id of the S that floor was certified against
     std::uint64_t floor_n = 0;    // n_obs when it was certified (a fold keeps it until n_obs
                                   // doubles: G only grows, so the floor stays valid)
+    double ceil = 0.0;            // C with G <= C S (certified, or compounded from a certified
+                                  // one at folds), 0 when unknown: with the Gershgorin bound
+                                  // of the corrections, bonus >= |R_S x| / sqrt(C gersh(C_k))
+    double ceil_cert = 0.0;       // the value last certified (a compounded ceil past 1.5 times
+                                  // it is certified again)
+    std::uint64_t ceil_ref = 0;   // id of the S that ceil bounds against
+    std::vector<double> crow;     // rank: row sums of |I + W W^T| (Gershgorin: lambda_max(C_k)
+                                  // <= max crow), kept as rows are appended
 };
 
 // One arm as dense matrices (inspection, persistence, the reference engine); O(d^3).
@@ -260,6 +268,15 @@ class Pool {
     // arm's observations double since it was certified, then certified again.
     void certify(ArmState& s) const;
     void refloor(ArmState& s, double old_floor) const;
+    // The arm's ceiling against the reference base, certified again (arm::certify_ceiling)
+    // when unknown, against another reference, or compounded past kCeilSlack times the value
+    // last certified; caller holds the lock or owns s.
+    void receil(ArmState& s) const;
+    static constexpr double kCeilSlack = 1.5;
+    bool ceil_due(const ArmState& s) const {
+        return !reference_ || s.ceil_ref != reference_->id || !(s.ceil > 0.0) ||
+               s.ceil > kCeilSlack * s.ceil_cert;
+    }
     bool floor_due(const ArmState& s) const {
         return !reference_ || s.floor_ref != reference_->id || s.floor <= 0.0 ||
                s.n_obs + 1 >= 2 * s.floor_n;
@@ -267,7 +284,7 @@ class Pool {
     // Corrections an arm may hold: max_rank, plus as many again while its fold runs unlocked.
     std::size_t rank_cap() const { return 2 * max_rank_; }
     bool fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::string& name,
-                       const double* u, const double* ys);
+                       const double* u, const double* wu, const double* ys);
     void update_impl(const std::string& name, const double* x, const double* y, double weight,
                      bool fold_unlocked_ok);
     std::shared_ptr<const Base> scalar_base(double ridge);  // caller holds the lock
