@@ -216,6 +216,11 @@ void bind_pool(py::module_& m) {
                       "The oracle: every LLM's bonus computed exactly in every decision. Off "
                       "(the default), an LLM on a base of its own keeps its certified upper "
                       "bound unless it could win (the choices are the same; pool.hpp).")
+        .def_property("background_folds", &Pool::background_folds, &Pool::set_background_folds,
+                      "Folds computed by a thread of their own (the default; pool.hpp); off, "
+                      "the update that reaches max_rank computes its fold.")
+        .def("wait_folds", &Pool::wait_folds, py::call_guard<py::gil_scoped_release>(),
+             "Block until no background fold of this pool runs.")
         .def("__len__", &Pool::size)
         .def("names", &Pool::names)
         .def("version", &Pool::version,

@@ -7,6 +7,9 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <thread>
+
+#include <unistd.h>
 
 #include "mixllm/arm.hpp"
 #include "mixllm/kernels.hpp"
@@ -247,108 +250,248 @@ std::uint64_t next_fold_ticket() {
 }
 }  // namespace
 
-// The row u (targets ys, both weighted) would take the arm to max_rank: fold it, with the row,
-// into a base of its own, the O(d^3) factorisation with the lock released, so that decisions
-// and other updates go on meanwhile (rows that arrive stay corrections, on the new base). The
-// row goes in with the fold or not at all: a failure leaves the arm as it was, as a fold under
-// the lock did. Called with the lock held; returns with it released. Returns false when the
-// arm was replaced or folded meanwhile (the caller then applies the row under the lock).
+// A fold of an arm's rows into a base of its own (pool.hpp): what is copied under the lock,
+// then the O(d^3) work done without it, then installed under it.
+struct Pool::FoldJob {
+    std::string name;
+    std::uint64_t ticket = 0;
+    std::shared_ptr<const Base> old, ref;
+    std::vector<double> rows;   // the rows folded (r x d): the arm's corrections, then any row
+    std::vector<double> wrows;  // the same whitened by the old base
+    std::vector<double> crow;   // Gershgorin row sums of the arm's r0 corrections
+    std::size_t r0 = 0;         // how many of the rows are the arm's corrections
+    bool due = true;            // the floor is to be certified again
+    double old_floor = 0.0, old_ceil = 0.0, old_cert = 0.0;
+    // Results (set by the thread that computes them; done and failed under Pool::fold_mu_):
+    std::shared_ptr<const Base> B;
+    double floor = 0.0, ceil = 0.0, cert = 0.0;
+    bool done = false, failed = false;
+    long pid = 0;  // the process whose thread computes it
+};
+
+// Under the lock: the arm's first r0 corrections (all of them by default), ticketed.
+void Pool::fold_prepare(ArmState& s, FoldJob& job, std::size_t r0) const {
+    const std::size_t d = dim_;
+    r0 = std::min(r0, s.rank);
+    job.name = s.name;
+    job.ticket = next_fold_ticket();
+    job.ref = reference_;
+    job.old = s.base;
+    // Due by the observations the arm had when its first r0 rows were all it held (the same
+    // whenever the job is prepared: a restored copy folds as the original did).
+    const std::uint64_t n_at = s.n_obs - std::min<std::uint64_t>(s.n_obs, s.rank - r0);
+    job.due = !reference_ || s.floor_ref != reference_->id || s.floor <= 0.0 ||
+              n_at + 1 >= 2 * s.floor_n;
+    job.old_floor = s.floor;
+    job.r0 = r0;
+    if (job.ref && s.ceil_ref == job.ref->id) job.old_ceil = s.ceil, job.old_cert = s.ceil_cert;
+    const auto n = static_cast<std::ptrdiff_t>(job.r0 * d);
+    job.rows.assign(s.U.begin(), s.U.begin() + n);
+    job.wrows.assign(s.W.begin(), s.W.begin() + n);
+    s.fold_ticket = job.ticket;
+}
+
+// Without the lock: the new base G + rows^T rows, its floor and its ceiling. The ceiling
+// compounds, G_new <= lambda_max(I + W W^T) G <= gersh G (the folded rows whitened by the old
+// base), and is certified again once it is loose (Pool::ceil_due's rule).
+void Pool::fold_compute(FoldJob& job) const {
+    const std::size_t d = dim_, r = job.rows.size() / d;
+    const Kernels& K = kernels();
+    std::vector<double> A = arm::base_matrix(*job.old, d);
+    arm::add_gram(A, job.rows.data(), r, d);
+    job.B = arm::dense_base(std::move(A), d, job.name);
+    const auto& ref = job.ref;
+    job.floor = !ref ? 0.0 : job.due ? arm::certify_floor(*job.B, *ref, d) : job.old_floor;
+    double g = 1.0;
+    std::vector<double> c(r);
+    job.crow.clear();
+    for (std::size_t j = 0; j < r; ++j) {  // arm::correction_rows' sums over the folded rows
+        const double* wj = job.wrows.data() + j * d;
+        if (j > 0) K.gemv_rect(job.wrows.data(), wj, c.data(), j, d);
+        double last = 0.0;
+        for (std::size_t i = 0; i < j; ++i) {
+            const double a = std::fabs(c[i]);
+            job.crow[i] += a;
+            last += a;
+        }
+        job.crow.push_back(last + std::fabs(1.0 + K.dot(wj, wj, d)));
+    }
+    for (double v : job.crow) g = std::max(g, v);
+    job.cert = job.old_cert;
+    job.ceil = job.old_ceil > 0.0 ? job.old_ceil * g : 0.0;
+    if (ref && (!(job.ceil > 0.0) || job.ceil > kCeilSlack * job.cert))
+        job.ceil = job.cert = arm::certify_ceiling(*job.B, *ref, d);
+}
+
+// Under the lock: the arm, if it still holds this job's ticket, moves onto the new base; its
+// rows past the job's r0 stay corrections (whitened by the new base). With u (targets ys), a
+// row that is not yet in the arm joins the fold (b += ys u, one more observation). Returns
+// false, the arm untouched, when it was removed, replaced or folded meanwhile.
+bool Pool::fold_install(const FoldJob& job, const double* u, const double* ys) {
+    const std::size_t d = dim_, T = n_targets_;
+    ArmState* sp = nullptr;
+    for (auto& a : arms_)
+        if (a->name == job.name && a->fold_ticket == job.ticket) sp = a.get();
+    if (sp == nullptr) return false;
+    ArmState& s = *sp;
+    ArmState next = s;  // on a copy: a failure leaves the arm as it was
+    next.fold_ticket = 0;
+    next.base = job.B;
+    next.rank = s.rank - job.r0;
+    next.U.assign(s.U.begin() + static_cast<std::ptrdiff_t>(job.r0 * d), s.U.end());
+    next.W.assign(next.rank * d, 0.0);
+    for (std::size_t i = 0; i < next.rank; ++i)
+        arm::whiten(*job.B, next.U.data() + i * d, next.W.data() + i * d, d);
+    if (u != nullptr)
+        for (std::size_t t = 0; t < T; ++t)
+            for (std::size_t j = 0; j < d; ++j) next.b[t * d + j] += ys[t] * u[j];
+    arm::refactor(next, dim_, n_targets_);
+    next.floor = job.floor;
+    next.floor_ref = job.ref ? job.ref->id : 0;
+    if (job.due) next.floor_n = next.n_obs + (u != nullptr ? 1 : 0);
+    next.ceil = job.ceil;
+    next.ceil_cert = job.cert;
+    next.ceil_ref = job.ref ? job.ref->id : 0;
+    for (std::size_t i = 0; i < T * d; ++i)
+        if (!std::isfinite(next.b[i]) || !std::isfinite(next.beta[i]))
+            throw std::runtime_error("update of '" + job.name + "' is too large: the statistics "
+                                     "would overflow (rescale the targets)");
+    if (u != nullptr) ++next.n_obs;
+    s = std::move(next);
+    return true;
+}
+
+// The row u (targets ys, both weighted; wu = u whitened by the arm's base) would take the arm
+// to max_rank: fold it, with the row, into a base of its own, the O(d^3) factorisation with the
+// lock released, so that decisions and other updates go on meanwhile (rows that arrive stay
+// corrections, on the new base). The row goes in with the fold or not at all: a failure leaves
+// the arm as it was, as a fold under the lock did. Called with the lock held; returns with it
+// released. Returns false when the arm was replaced or folded meanwhile (the caller then
+// applies the row under the lock).
 bool Pool::fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::string& name,
                          const double* u, const double* wu, const double* ys) {
-    const std::size_t d = dim_, T = n_targets_;
-    const Kernels& K = kernels();
-    const std::uint64_t ticket = next_fold_ticket();
-    std::shared_ptr<const Base> old, ref = reference_;
-    bool due = true;
-    double old_floor = 0.0, old_ceil = 0.0, old_cert = 0.0;
-    std::vector<double> rows;  // the arm's r0 rows, then u
-    std::vector<double> wrows, crow;  // the r0 rows whitened by the old base; their row sums
-    std::size_t r0 = 0;
+    const std::size_t d = dim_;
+    FoldJob job;
     {
         ArmState& s = *arms_[index_of(name)];
-        if (!std::isfinite(K.dot(u, u, d)))
+        if (!std::isfinite(kernels().dot(u, u, d)))
             throw std::runtime_error("update of '" + s.name + "' is too large: its squared norm "
                                      "overflows (rescale the embedding or the weight)");
-        s.fold_ticket = ticket;
-        due = floor_due(s);
-        old_floor = s.floor;
-        old = s.base;
-        r0 = s.rank;
-        if (ref && s.ceil_ref == ref->id) old_ceil = s.ceil, old_cert = s.ceil_cert;
-        wrows.assign(s.W.begin(), s.W.begin() + static_cast<std::ptrdiff_t>(r0 * d));
-        crow.assign(s.crow.begin(), s.crow.begin() + static_cast<std::ptrdiff_t>(r0));
-        rows.reserve((r0 + 1) * d);
-        rows.assign(s.U.begin(), s.U.begin() + static_cast<std::ptrdiff_t>(r0 * d));
-        rows.insert(rows.end(), u, u + d);
+        fold_prepare(s, job, s.rank);
+        job.rows.insert(job.rows.end(), u, u + d);
+        job.wrows.insert(job.wrows.end(), wu, wu + d);
     }
     lock.unlock();
-    std::shared_ptr<const Base> B;
-    double floor = 0.0, ceil = 0.0, cert = old_cert;
     std::exception_ptr failed;
     try {
-        std::vector<double> A = arm::base_matrix(*old, d);
-        arm::add_gram(A, rows.data(), r0 + 1, d);
-        B = arm::dense_base(std::move(A), d, name);
-        floor = !ref ? 0.0 : due ? arm::certify_floor(*B, *ref, d) : old_floor;
-        // The new base G + U^T U <= lambda_max(I + W W^T) G: Gershgorin's bound on the r0 rows
-        // and u (arm::gersh), times the old ceiling; certified again once it is loose.
-        std::vector<double> c(r0);
-        if (r0 > 0) K.gemv_rect(wrows.data(), wu, c.data(), r0, d);
-        double g = 1.0, last = 0.0;
-        for (std::size_t i = 0; i < r0; ++i) {
-            g = std::max(g, crow[i] + std::fabs(c[i]));
-            last += std::fabs(c[i]);
-        }
-        g = std::max(g, last + std::fabs(1.0 + K.dot(wu, wu, d)));
-        ceil = old_ceil > 0.0 ? old_ceil * g : 0.0;
-        if (ref && (!(ceil > 0.0) || ceil > kCeilSlack * cert))
-            ceil = cert = arm::certify_ceiling(*B, *ref, d);
+        fold_compute(job);
     } catch (...) {
         failed = std::current_exception();
     }
     lock.lock();
-    ArmState* sp = nullptr;
-    for (auto& a : arms_)
-        if (a->name == name && a->fold_ticket == ticket) sp = a.get();
-    if (sp == nullptr) {  // removed, replaced, or folded under the lock meanwhile
-        lock.unlock();
-        return false;
-    }
-    ArmState& s = *sp;
-    s.fold_ticket = 0;
     if (failed) {
+        for (auto& a : arms_)
+            if (a->name == name && a->fold_ticket == job.ticket) a->fold_ticket = 0;
         lock.unlock();
         std::rethrow_exception(failed);
     }
-    // On a copy: rows r0.. arrived during the fold and stay corrections, whitened by the new
-    // base; b takes this row; beta = R b, C^-1 and omega exactly (arm::refactor).
-    ArmState next = s;
-    next.base = B;
-    next.rank = s.rank - r0;
-    next.U.assign(s.U.begin() + static_cast<std::ptrdiff_t>(r0 * d), s.U.end());
-    next.W.assign(next.rank * d, 0.0);
-    for (std::size_t i = 0; i < next.rank; ++i)
-        arm::whiten(*B, next.U.data() + i * d, next.W.data() + i * d, d);
-    for (std::size_t t = 0; t < T; ++t)
-        for (std::size_t j = 0; j < d; ++j) next.b[t * d + j] += ys[t] * u[j];
-    arm::refactor(next, dim_, n_targets_);
-    next.floor = floor;
-    next.floor_ref = ref ? ref->id : 0;
-    if (due) next.floor_n = next.n_obs + 1;
-    next.ceil = ceil;
-    next.ceil_cert = cert;
-    next.ceil_ref = ref ? ref->id : 0;
-    for (std::size_t i = 0; i < T * d; ++i)
-        if (!std::isfinite(next.b[i]) || !std::isfinite(next.beta[i])) {
-            lock.unlock();
-            throw std::runtime_error("update of '" + name + "' is too large: the statistics "
-                                     "would overflow (rescale the targets)");
-        }
-    ++next.n_obs;
-    s = std::move(next);
+    bool done = false;
+    try {
+        done = fold_install(job, u, ys);
+    } catch (...) {
+        lock.unlock();
+        throw;
+    }
     lock.unlock();
-    return true;
+    return done;
 }
+
+// The arm has reached max_rank: its first max_rank corrections are folded by a thread of its
+// own, and the update that brings the arm to max_rank + fold_lag() installs the result (waiting
+// for it only if it is not ready), so that when a fold lands depends on the stream alone: a
+// router and its restored copy keep learning identically. Caller holds the lock. Without a
+// thread (none could be started) the installing update computes the fold itself.
+void Pool::schedule_fold(ArmState& s) {
+    auto job = std::make_shared<FoldJob>();
+    fold_prepare(s, *job, max_rank_);
+    job->pid = static_cast<long>(::getpid());
+    {
+        std::lock_guard g(fold_mu_);
+        // Jobs no arm holds any more (the arm removed, replaced, or folded under the lock):
+        // dropped once their thread is done with them.
+        jobs_.erase(std::remove_if(jobs_.begin(), jobs_.end(),
+                                   [&](const std::shared_ptr<FoldJob>& j) {
+                                       if (!j->done && j->pid != 0) return false;
+                                       for (const auto& a : arms_)
+                                           if (a->fold_ticket == j->ticket) return false;
+                                       return true;
+                                   }),
+                    jobs_.end());
+        fold_pid_ = job->pid;
+        ++folds_running_;
+        jobs_.push_back(job);
+    }
+    try {
+        std::thread([this, job] {
+            bool failed = false;
+            try {
+                fold_compute(*job);
+            } catch (...) {
+                failed = true;  // e.g. not numerically positive definite: the arm keeps its rows
+            }
+            std::lock_guard g(fold_mu_);
+            job->done = true;
+            job->failed = failed;
+            --folds_running_;
+            fold_cv_.notify_all();  // under fold_mu_: the pool outlives this line (wait_folds)
+        }).detach();
+    } catch (...) {
+        std::lock_guard g(fold_mu_);
+        --folds_running_;
+        job->pid = 0;  // no thread: the installing update computes it
+    }
+}
+
+// The update that brought the arm to max_rank + fold_lag(): the scheduled fold installed (its
+// result awaited if it is not ready, computed here if no thread of this process has it).
+// Caller holds the lock.
+void Pool::finish_fold(ArmState& s) {
+    std::shared_ptr<FoldJob> job;
+    {
+        std::unique_lock g(fold_mu_);
+        for (auto it = jobs_.begin(); it != jobs_.end(); ++it)
+            if ((*it)->ticket == s.fold_ticket) {
+                job = *it;
+                jobs_.erase(it);
+                break;
+            }
+        const bool ours = job && job->pid == static_cast<long>(::getpid());
+        if (ours) fold_cv_.wait(g, [&] { return job->done; });
+    }
+    bool failed = !job;
+    if (job && !job->done) {  // no thread (or a forked child's copy of the parent's job)
+        try {
+            fold_compute(*job);
+        } catch (...) {
+            failed = true;
+        }
+    } else if (job) {
+        failed = job->failed;
+    }
+    if (failed) {
+        s.fold_ticket = 0;  // the arm keeps its corrections; the next update schedules again
+        return;
+    }
+    fold_install(*job, nullptr, nullptr);
+}
+
+void Pool::wait_folds() const {
+    std::unique_lock g(fold_mu_);
+    if (fold_pid_ != static_cast<long>(::getpid())) return;  // a forked child: none of its own
+    fold_cv_.wait(g, [&] { return folds_running_ == 0; });
+}
+
+Pool::~Pool() { wait_folds(); }
 
 void Pool::refactor(const std::string& name) {
     std::unique_lock lock(mu_);
@@ -392,7 +535,8 @@ void Pool::update_impl(const std::string& name, const double* x, const double* y
     }
     for (std::size_t j = 0; j < d; ++j) u[j] = sw * x[j], w[j] = sw * v[j];
     for (std::size_t t = 0; t < T; ++t) ys[t] = sw * y[t];
-    if (fold_unlocked_ok && s.rank + 1 >= max_rank_ && s.fold_ticket == 0) {
+    const bool bg = background_folds();
+    if (!bg && fold_unlocked_ok && s.rank + 1 >= max_rank_ && s.fold_ticket == 0) {
         if (fold_unlocked(lock, name, u, w, ys)) return;
         update_impl(name, x, y, weight, false);  // the arm changed meanwhile: apply the row here
         return;
@@ -428,6 +572,15 @@ void Pool::update_impl(const std::string& name, const double* x, const double* y
         s = std::move(next);
     } else {
         step(s);
+    }
+    if (bg && s.rank >= max_rank_ && s.fold_ticket == 0) schedule_fold(s);
+    if (bg && s.fold_ticket != 0 && s.rank >= max_rank_ + fold_lag()) {
+        // The install runs on a copy (fold_install): a failure leaves the arm with its rows.
+        try {
+            finish_fold(s);
+        } catch (...) {
+            s.fold_ticket = 0;
+        }
     }
 }
 

@@ -14,9 +14,11 @@
 namespace mixllm {
 
 std::unique_ptr<Pool> Pool::clone() const {
+    wait_folds();
     auto p = std::make_unique<Pool>(dim_, n_targets_, refactor_every_, max_rank_);
     p->set_float32(float32());
     p->set_exact_bonus(exact_bonus());
+    p->set_background_folds(background_folds());
     std::shared_lock lock(mu_);
     for (const auto& a : arms_) {
         p->arms_.push_back(std::make_unique<ArmState>(*a));
@@ -28,6 +30,7 @@ std::unique_ptr<Pool> Pool::clone() const {
 }
 
 Snapshot Pool::snapshot() const {
+    wait_folds();
     std::shared_lock lock(mu_);
     Snapshot out;
     std::vector<const Base*> seen;

@@ -30,13 +30,14 @@
 // An update appends a row: with v cached from the decision on the same query it costs
 // O(r_k d + r_k^2) (bordered inverse of C_k) plus one transposed triangular product for
 // theta_k (below) instead of a refactorisation. When r_k reaches max_rank the arm is *folded*:
-// A_k is formed exactly and refactorised into a base of its own (O(d^3)), r_k = 0. The update
-// whose row would take the arm to max_rank computes that base, with its row, with the lock
-// released (decisions and other updates go on meanwhile; rows that arrive are appended as
-// corrections, up to 2 max_rank), then installs it in O(r' d^2 + T d^2) under the lock, the
-// r' rows that came in meanwhile becoming the corrections on the new base; the row goes in
-// with the fold or not at all. A fold that cannot keep up (2 max_rank reached) runs under the
-// lock. C_k is SPD with eigenvalues >= 1, so its bordered inverse is well conditioned;
+// A_k is formed exactly and refactorised into a base of its own (O(d^3)), r_k = 0. By default
+// the update that brings the arm to max_rank appends its row as any other and hands the fold
+// to a thread of its own (background_folds), which computes the base without the lock
+// (decisions and other updates go on; rows that arrive are appended as corrections, up to
+// 2 max_rank) and installs it in O(r' d^2 + T d^2) under the lock, the r' rows that came in
+// meanwhile becoming the corrections on the new base. With background folds off, the update
+// computes the fold itself, with the lock released, and its row goes in with the fold or not
+// at all. A fold that cannot keep up (2 max_rank reached) runs under the lock. C_k is SPD with eigenvalues >= 1, so its bordered inverse is well conditioned;
 // refactor() recomputes C_k^{-1}, beta_k, omega_k and theta_k exactly from U_k, b_k and the
 // base (the re-anchoring of drift), every refactor_every updates and on request.
 //
@@ -57,26 +58,39 @@
 // an upper bound for every arm from the one triangular product R_S x. A decision whitens the
 // query with S only; an arm on S without corrections (or on a scalar base) gets its exact
 // bonus from that; any other arm enters with its score's upper bound (alpha >= 0): floor 1 for
-// an arm on S with corrections (A_k >= S; refining it costs O(r_k d), no triangle). The arm
-// with the largest value (first index on ties) is refined -- its bonus and score become exact
-// (its own base whitens the query) -- until the largest is an exact score: that arm's exact
-// score is >= every other arm's exact score (each is below its bound), so the choice is exact
-// LinUCB's, ties included. A decision costs one triangle and O(T d) per arm, plus O(r_k d) per
-// refined arm on S and one triangle per refined arm on a base of its own (the winner, and
-// those whose bound comes close to its score). The rounding of |R_S x| (float32 panels:
-// 6 2^-24) is covered by a margin of 1e-12 (float64) or 1e-5 (float32) on the bound, and the
-// Cholesky certification holds up to its backward error (n 2^-53 |L||L^T|). The terms of an
-// arm left at its bound report that bound as its bonus (and the score from it): >= the exact
-// bonus, equal for every refined arm and for the chosen one. exact_bonus (the oracle, an
-// option) refines every arm.
+// an arm on S with corrections (A_k >= S; refining it costs O(r_k d), no triangle). Each arm
+// also has a *ceiling* C_k with G_k <= C_k S (1 on S; for a base of its own certified by a
+// Cholesky factorisation of C_k S - G_k when the base is built, and through folds compounded
+// as C_k gersh, G_new = G + U^T U <= lambda_max(I + W W^T) G <= gersh G with gersh the
+// Gershgorin bound of I + W W^T over the folded rows, certified again once it exceeds 1.5
+// times the value last certified), and A_k <= gersh_k G_k for its current corrections
+// (Gershgorin's row sums of C_k, kept in O(r_k) per appended row from the bordered inverse's
+// products), so
+//   bonus_k >= |R_S x| / sqrt(C_k gersh_k),
+// a lower bound on every arm's score from the same product. The arm with the largest value
+// (first index on ties) is refined -- its bonus and score become exact (its own base whitens
+// the query) -- until the largest is an exact score, or its lower bound is above every other
+// arm's value: either way that arm's exact score is above (or, exact, >=) every other arm's
+// exact score (each is below its bound), so the choice is exact LinUCB's, ties included. A decision costs one triangle and O(T d) per arm, plus O(r_k d) per
+// refined arm on S and one triangle per refined arm on a base of its own (those whose bounds
+// come close to the winner's; the winner too unless its lower bound clears them). The
+// rounding of |R_S x| (float32 panels: 6 2^-24) is covered by a margin of 1e-12 (float64) or
+// 1e-5 (float32) on the upper bound, and of 1e-9 or 1e-5 on the lower one (which rests on W
+// and the bases as computed); the Cholesky certifications hold up to their backward error
+// (n 2^-53 |L||L^T|). The terms of an arm left at its bounds report the upper one as its bonus
+// (and the score from it): >= the exact bonus, equal for every refined arm -- the chosen one
+// included unless its bounds alone decided. exact_bonus (the oracle, an option) refines every
+// arm.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -204,6 +218,21 @@ class Pool {
     void set_exact_bonus(bool on) { exact_.store(on, std::memory_order_relaxed); }
     bool exact_bonus() const { return exact_.load(std::memory_order_relaxed); }
 
+    // Folds in the background (the default): the update that brings an arm to max_rank
+    // appends its row as any other and hands the O(d^3) factorisation of the arm's rows to a
+    // thread of its own, which installs the new base under the lock when it is ready (the rows
+    // that came in meanwhile stay corrections on it); no update waits for a fold unless an arm
+    // reaches 2 max_rank first. Off: the updating thread computes the fold itself, with the
+    // lock released (the fold happens at the same update every time: tests of its cadence).
+    void set_background_folds(bool on) { bg_.store(on, std::memory_order_relaxed); }
+    bool background_folds() const { return bg_.load(std::memory_order_relaxed); }
+    // Blocks until no background fold of this pool runs (snapshot, clone and the destructor
+    // call it first, so that a copy holds every fold started before it).
+    void wait_folds() const;
+    ~Pool();
+    Pool(const Pool&) = delete;
+    Pool& operator=(const Pool&) = delete;
+
     // A deep copy (bases are immutable and stay shared).
     std::unique_ptr<Pool> clone() const;
     Snapshot snapshot() const;
@@ -283,6 +312,14 @@ class Pool {
     }
     // Corrections an arm may hold: max_rank, plus as many again while its fold runs unlocked.
     std::size_t rank_cap() const { return 2 * max_rank_; }
+    struct FoldJob;
+    void fold_prepare(ArmState& s, FoldJob& job, std::size_t r0) const;
+    void finish_fold(ArmState& s);
+    // Rows appended between a background fold's start and its installation.
+    std::size_t fold_lag() const { return std::max<std::size_t>(1, max_rank_ / 4); }
+    void fold_compute(FoldJob& job) const;
+    bool fold_install(const FoldJob& job, const double* u, const double* ys);
+    void schedule_fold(ArmState& s);
     bool fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::string& name,
                        const double* u, const double* wu, const double* ys);
     void update_impl(const std::string& name, const double* x, const double* y, double weight,
@@ -299,7 +336,14 @@ class Pool {
     std::atomic<bool> exact_{false};
     std::uint64_t version_ = 0;
     std::atomic<bool> f32_{false};
+    std::atomic<bool> bg_{true};
     mutable std::shared_mutex mu_;
+    // Background folds: how many run, in which process (a forked child has none of them).
+    mutable std::mutex fold_mu_;
+    mutable std::condition_variable fold_cv_;
+    std::size_t folds_running_ = 0;
+    long fold_pid_ = 0;
+    std::vector<std::shared_ptr<FoldJob>> jobs_;  // scheduled, not yet installed
     // Recent (base, x) -> R x, so that the update following a decision on the same query
     // skips the triangular product. Guarded by its own mutex: readers fill it.
     static constexpr std::size_t kCacheSize = 8;
