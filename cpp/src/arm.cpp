@@ -249,9 +249,9 @@ bool append_row(ArmState& s, std::size_t d, std::size_t T, std::size_t max_rank,
     if (r > 0) K.gemv_rect(s.W.data(), w, c, r, d);
     for (std::size_t i = 0; i < r; ++i) g[i] = K.dot(s.Cinv.data() + i * r, c, r);
     const double ww = K.dot(w, w, d);
-    if (!std::isfinite(ww) || !std::isfinite(K.dot(u, u, d)))
-        throw std::runtime_error("update of '" + s.name + "' is too large: its squared norm "
-                                 "overflows (rescale the embedding or the weight)");
+    if (!std::isfinite(ww) || !(K.dot(u, u, d) <= kMaxRowNorm2))
+        throw std::runtime_error("update of '" + s.name + "' is too large: its weighted squared "
+                                 "norm exceeds 1e150 (rescale the embedding or the weight)");
     // sigma = 1 + w^T (I + W^T W)^{-1} w >= 1 exactly, but computed as a difference it loses
     // about ww * eps: a huge or repeated row (ww >> 1 on a stale base) cancels it to noise, even
     // below 0. The caller then folds the arm (r = 0, where sigma = 1 + ww is exact) and retries.

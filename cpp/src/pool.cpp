@@ -374,9 +374,10 @@ bool Pool::fold_unlocked(std::unique_lock<std::shared_mutex>& lock, const std::s
     FoldJob job;
     {
         ArmState& s = *arms_[index_of(name)];
-        if (!std::isfinite(kernels().dot(u, u, d)))
-            throw std::runtime_error("update of '" + s.name + "' is too large: its squared norm "
-                                     "overflows (rescale the embedding or the weight)");
+        if (!(kernels().dot(u, u, d) <= kMaxRowNorm2))
+            throw std::runtime_error("update of '" + s.name + "' is too large: its weighted "
+                                     "squared norm exceeds 1e150 (rescale the embedding or the "
+                                     "weight)");
         fold_prepare(s, job, s.rank);
         job.rows.insert(job.rows.end(), u, u + d);
         job.wrows.insert(job.wrows.end(), wu, wu + d);

@@ -70,6 +70,18 @@ class Pool:
         """
         Membership version: changes whenever an LLM is added or removed.
         """
+    def wait_folds(self) -> None:
+        """
+        Block until no background fold of this pool runs.
+        """
+    @property
+    def background_folds(self) -> bool:
+        """
+        Folds computed by a thread of their own (the default; pool.hpp); off, the update that reaches max_rank computes its fold.
+        """
+    @background_folds.setter
+    def background_folds(self, arg1: bool) -> None:
+        ...
     @property
     def dim(self) -> int:
         ...

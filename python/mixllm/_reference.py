@@ -48,6 +48,9 @@ QUALITY = 0
 LOG_TOKENS = 1
 N_TERMS = 6
 MAX_LOG_TOKENS = 20.0
+# The largest weighted squared norm w |z|^2 of an observed row: past it the entries of A, or
+# their squares in a factorisation, come close to overflowing (the core refuses the same rows).
+MAX_ROW_NORM2 = 1e150
 _VERSIONS = itertools.count(1)  # membership versions, unique across pools
 
 
@@ -417,6 +420,9 @@ class RefPool:
         s = math.sqrt(weight)
         x = s * np.asarray(x, np.float64)
         y = s * np.asarray(y, np.float64)
+        if not float(x @ x) <= MAX_ROW_NORM2:
+            raise ValueError(f"update of '{name}' is too large: its weighted squared norm "
+                             f"exceeds {MAX_ROW_NORM2:g} (rescale the embedding or the weight)")
         with self._lock:
             a = self._arms[self._index(name)]
             g = self.discount

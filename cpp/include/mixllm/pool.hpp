@@ -102,6 +102,9 @@ constexpr std::size_t kQuality = 0;
 constexpr std::size_t kLogTokens = 1;
 constexpr std::size_t kNumTerms = 6;  // quality, output_tokens, cost, bonus, penalty, score
 constexpr double kMaxLogTokens = 20.0;
+// The largest weighted squared norm w |x|^2 of an observed row: past it the entries of A, or
+// their squares in a factorisation, come close to overflowing (_reference.MAX_ROW_NORM2).
+constexpr double kMaxRowNorm2 = 1e150;
 constexpr std::uint64_t kSkipNames = ~std::uint64_t{0};  // score(): the caller needs no names
 
 struct ScoreParams {
