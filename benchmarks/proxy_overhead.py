@@ -93,18 +93,46 @@ def _upstream_app():
     return app
 
 
-def _hop_app(upstream: str):
+def _hop_app(upstream: str, client: str):
+    """The bare hop: FastAPI passing the body on with one pooled ``client`` (httpx or
+    aiohttp) and the upstream's answer back."""
     import contextlib
 
-    import httpx
     from fastapi import FastAPI, Request
     from fastapi.responses import Response
 
+    url = upstream + "/v1/chat/completions"
+    headers = {"content-type": "application/json"}
+    if client == "httpx":
+        import httpx
+
+        def open_client():
+            return httpx.AsyncClient(limits=httpx.Limits(max_connections=1000))
+
+        async def forward(http, body: bytes):
+            r = await http.post(url, content=body, headers=headers)
+            return r.content, r.status_code, r.headers.get("content-type")
+
+        async def close(http):
+            await http.aclose()
+    else:
+        import aiohttp
+
+        def open_client():
+            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000))
+
+        async def forward(http, body: bytes):
+            async with http.post(url, data=body, headers=headers) as r:
+                return await r.read(), r.status, r.headers.get("content-type")
+
+        async def close(http):
+            await http.close()
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        app.state.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000))
+        app.state.http = open_client()
         yield
-        await app.state.http.aclose()
+        await close(app.state.http)
 
     app = FastAPI(lifespan=lifespan)
 
@@ -114,40 +142,8 @@ def _hop_app(upstream: str):
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        body = await request.body()
-        r = await request.app.state.http.post(upstream + "/v1/chat/completions", content=body,
-                                              headers={"content-type": "application/json"})
-        return Response(r.content, status_code=r.status_code,
-                        media_type=r.headers.get("content-type"))
-    return app
-
-
-def _hop_aiohttp_app(upstream: str):
-    import contextlib
-
-    import aiohttp
-    from fastapi import FastAPI, Request
-    from fastapi.responses import Response
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        app.state.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000))
-        yield
-        await app.state.http.close()
-
-    app = FastAPI(lifespan=lifespan)
-
-    @app.get("/healthz")
-    async def healthz():
-        return {"ok": True}
-
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        body = await request.body()
-        async with request.app.state.http.post(upstream + "/v1/chat/completions", data=body,
-                headers={"content-type": "application/json"}) as r:
-            data = await r.read()
-            return Response(data, status_code=r.status, media_type=r.headers.get("content-type"))
+        data, status, media = await forward(request.app.state.http, await request.body())
+        return Response(data, status_code=status, media_type=media)
     return app
 
 
@@ -165,7 +161,7 @@ def _serve_child(kind: str, port: int, upstream: str) -> None:
         app = _upstream_app()
     else:
         client, stack = HOPS[kind]
-        app = _hop_aiohttp_app(upstream) if client == "aiohttp" else _hop_app(upstream)
+        app = _hop_app(upstream, client)
         if stack == "h11":
             kw = {"loop": "asyncio", "http": "h11"}
     uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False, **kw)

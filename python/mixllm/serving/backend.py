@@ -12,7 +12,8 @@ __all__ = ["Backend", "load_backends"]
 
 @dataclass(frozen=True)
 class Backend:
-    """Where ``mixllm serve`` sends an LLM's requests (an OpenAI-compatible endpoint).
+    """Where ``mixllm serve`` sends an LLM's requests: an OpenAI-compatible endpoint, named
+    by the pool file's serving fields (:func:`load_backends`).
 
     Parameters
     ----------

@@ -763,15 +763,22 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                 raise _TooLarge()
         return json.loads(body)
 
-    @app.post("/v1/feedback")
-    async def feedback(request: Request):
+    async def json_object(request: Request) -> Any:
+        """The request's JSON object, or the error response to send (413, 400)."""
         try:
             body = await read_json(request)
         except _TooLarge:
             return _error(413, f"request body over {cfg.max_body_bytes} bytes")
         except ValueError:
             return _error(400, "body must be JSON")
-        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+        return body if isinstance(body, dict) else _error(400, "body must be a JSON object")
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request):
+        body = await json_object(request)
+        if isinstance(body, Response):
+            return body
+        if not isinstance(body.get("id"), str):
             return _error(400, "feedback needs 'id' (a response id) and 'quality' or 'thumbs'")
         q, thumbs = body.get("quality"), body.get("thumbs")
         if (q is None) == (thumbs is None):
@@ -809,14 +816,9 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        try:
-            body = await read_json(request)
-        except _TooLarge:
-            return _error(413, f"request body over {cfg.max_body_bytes} bytes")
-        except ValueError:
-            return _error(400, "body must be JSON")
-        if not isinstance(body, dict):
-            return _error(400, "body must be a JSON object")
+        body = await json_object(request)
+        if isinstance(body, Response):
+            return body
         model = body.get("model")
         try:
             prompt = _prompt_text(body.get("messages"))
@@ -873,6 +875,13 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
         stream = bool(body.get("stream"))
         failures: list[str] = []
         http = request.app.state.http
+
+        def answered(name: str, model: str) -> None:
+            """Headers: the LLM that answered and the backends that failed before it."""
+            headers.update({"x-mixllm-llm": name, "x-mixllm-backend-model": model})
+            if failures:
+                headers["x-mixllm-fallbacks"] = ",".join(failures)
+
         for name in order:
             if not breaker.allow(name, time.monotonic()):
                 failures.append(f"{name}:circuit-open")
@@ -905,29 +914,23 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                 if not stream or resp.status != 200:
                     raw = await resp.read()
                     resp.release()
-                    if resp.status != 200:
-                        # The backend refused the request itself (4xx): not a reason to retry.
-                        done = True
-                        finish(True)
-                        breaker.success(name)
-                        headers.update({"x-mixllm-llm": name, "x-mixllm-backend-model": be.model})
-                        if failures:
-                            headers["x-mixllm-fallbacks"] = ",".join(failures)
-                        m_req.labels(name, "client_error").inc()
-                        return Response(raw, status_code=resp.status, headers=headers,
-                                        media_type=resp.headers.get("content-type"))
-                    try:
-                        obj = json.loads(raw)
-                        if not isinstance(obj, dict):
-                            raise ValueError
-                    except ValueError:
-                        raise _BackendFailed("invalid JSON") from None
+                    obj = None
+                    if resp.status == 200:
+                        try:
+                            obj = json.loads(raw)
+                            if not isinstance(obj, dict):
+                                raise ValueError
+                        except ValueError:
+                            raise _BackendFailed("invalid JSON") from None
                     done = True
                     finish(True)
                     breaker.success(name)
-                    headers.update({"x-mixllm-llm": name, "x-mixllm-backend-model": be.model})
-                    if failures:
-                        headers["x-mixllm-fallbacks"] = ",".join(failures)
+                    answered(name, be.model)
+                    if obj is None:
+                        # The backend refused the request itself (4xx): not a reason to retry.
+                        m_req.labels(name, "client_error").inc()
+                        return Response(raw, status_code=resp.status, headers=headers,
+                                        media_type=resp.headers.get("content-type"))
                     usage = obj.get("usage")
                     usage = usage if isinstance(usage, dict) else {}
                     n_out = _num(usage.get("completion_tokens"), 0.0)
@@ -940,9 +943,7 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                     obj["model"] = name
                     return Response(json.dumps(obj).encode(), headers=headers,
                                     media_type="application/json")
-                headers.update({"x-mixllm-llm": name, "x-mixllm-backend-model": be.model})
-                if failures:
-                    headers["x-mixllm-fallbacks"] = ",".join(failures)
+                answered(name, be.model)
                 done = True
                 return StreamingResponse(
                     _relay(resp, name, rid, x, text, n_in, prompt, finish), headers=headers,
