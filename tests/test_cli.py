@@ -69,6 +69,35 @@ def test_output_paths_are_checked_before_the_run(tmp_path, monkeypatch, capsys):
                                      "--markdown", str(no / "r.md")], capsys)
 
 
+def test_output_paths_are_tried_not_judged_by_permission_bits(tmp_path, monkeypatch, capsys):
+    # Root passes os.access on a read-only mount: the check creates (and removes) a file.
+    import tempfile
+
+    def refuse(*a, **k):
+        raise PermissionError(30, "Read-only file system")
+
+    def never(*a, **k):
+        raise AssertionError("data loaded before the output paths were checked")
+
+    monkeypatch.setattr(cli, "_load", never)
+    train = str(tmp_path / "train.csv")
+    (tmp_path / "afile").write_text("x")
+    assert "afile is not a folder" in _err(["fit", "--train", train, "--out",
+                                            str(tmp_path / "afile" / "sub")], capsys)
+    with monkeypatch.context() as m:
+        m.setattr(tempfile, "mkstemp", refuse)
+        assert "cannot write in" in _err(["fit", "--train", train, "--out",
+                                          str(tmp_path / "new" / "router")], capsys)
+        assert "not writable" in _err(["eval", "--train", train, "--reference", "x",
+                                       "--json", str(tmp_path / "r.json")], capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # no probe left behind
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    err = _err(["eval", "--train", str(tmp_path / "none.csv"), "--reference", "x"], capsys)
+    assert err.startswith("mixllm eval: error: training data not found:") and "Errno" not in err
+
+
 def test_eval_table_states_what_was_left_out_and_explains_itself(capsys):
     reach = {"90": 6.4, "95": 30.2, "97.25": None, "100": None}
     cli._print_report({"reference": "big", "n_train": 2039, "n_test": 504,

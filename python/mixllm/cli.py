@@ -68,6 +68,20 @@ def _positive_lam(text: str) -> float:
     return v
 
 
+def _writable(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``: tried, since permission bits do not say
+    (root passes ``os.access`` on a read-only mount or in /proc)."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".mixllm-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
 def _check_out_file(path: Path | None, option: str) -> None:
     """Refuse an output file that cannot be written, before any long work."""
     if path is None:
@@ -77,7 +91,7 @@ def _check_out_file(path: Path | None, option: str) -> None:
         raise ValueError(f"{option} {path} is a folder, not a file")
     if not parent.is_dir():
         raise ValueError(f"{option} {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    if not _writable(parent) or (path.exists() and not os.access(path, os.W_OK)):
         raise ValueError(f"{option} {path}: not writable")
 
 
@@ -88,8 +102,10 @@ def _check_out_dir(path: Path, option: str) -> None:
     probe = path
     while not probe.exists():
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise ValueError(f"{option} {path}: {probe} is not writable")
+    if not probe.is_dir():
+        raise ValueError(f"{option} {path}: {probe} is not a folder")
+    if not _writable(probe):
+        raise ValueError(f"{option} {path}: cannot write in {probe}")
 
 
 def _encoder(args: argparse.Namespace):
@@ -121,7 +137,7 @@ def _load(path: Path, what: str):
     try:
         return load_data(path)
     except FileNotFoundError as exc:
-        raise SystemExit(f"mixllm: {what} not found: {exc.filename or path}") from exc
+        raise ValueError(f"{what} not found: {exc.filename or path}") from exc
 
 
 def _prepared(data: Any, args: argparse.Namespace):
