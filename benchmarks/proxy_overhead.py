@@ -26,7 +26,8 @@ errors are counted. Every loop is bounded; the servers are stopped at the end, a
 ``--compare PYTHONPATH`` adds ``compare passthrough/routed`` targets: ``mixllm serve`` of
 another checkout (e.g. an older commit), in the same run.
 
-Run: ``PYTHONPATH=python python benchmarks/proxy_overhead.py [--json OUT]``.
+Run: ``python benchmarks/proxy_overhead.py [--state ROUTER] [--json OUT]`` with mixllm installed
+(``pip install '.[serve,test]'``: the serve extra and httpx, the hop's client).
 """
 
 # No "from __future__ import annotations": FastAPI reads the hop handler's annotations.
@@ -36,6 +37,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -344,6 +346,23 @@ async def measure(args, work: Path) -> dict:
     }
     for h in hops:
         cmds[h] = [sys.executable, __file__, "_child", h, str(ports[h]), upstream]
+    if args.state:
+        # The fitted router served as a user serves it (`mixllm serve --state`), every LLM of
+        # it on the upstream; from a copy, so the benchmark never writes the user's folder.
+        from mixllm.text.pipeline import TextRouter
+
+        fitted = work / "fitted-state"
+        shutil.copytree(args.state, fitted)
+        llms = TextRouter.load(fitted).router.llms
+        fitted_pool = work / "fitted-pool.toml"
+        fitted_pool.write_text("".join(
+            f'[[llm]]\nname = {json.dumps(m.name)}\ninput_price = {m.input_price!r}\n'
+            f'output_price = {m.output_price!r}\nbase_url = "{upstream}/m{k}/v1"\n\n'
+            for k, m in enumerate(llms)))
+        ports["fitted"] = _free_port()
+        cmds["fitted"] = [sys.executable, "-m", "mixllm.cli", "serve", "--pool",
+                          str(fitted_pool), "--state", str(fitted), "--port",
+                          str(ports["fitted"]), *args.serve_args.split()]
     if args.compare:
         ports["compare"] = _free_port()
         cmds["compare"] = ["env", f"PYTHONPATH={args.compare}", sys.executable, "-m",
@@ -361,6 +380,9 @@ async def measure(args, work: Path) -> dict:
         targets += [Target(h, ports[h], "m", 10_000_000 * (i + 1)) for i, h in enumerate(hops)]
         targets += [Target("proxy passthrough", ports["proxy"], "cheap", 100_000_000),
                     Target("proxy routed", ports["proxy"], "mixllm", 110_000_000)]
+        if args.state:
+            targets.append(Target("proxy routed (fitted)", ports["fitted"], "mixllm",
+                                  140_000_000))
         if args.compare:
             targets += [Target("compare passthrough", ports["compare"], "cheap", 120_000_000),
                         Target("compare routed", ports["compare"], "mixllm", 130_000_000)]
@@ -397,7 +419,7 @@ async def measure(args, work: Path) -> dict:
                 "router_ms_p50": float(np.percentile(t.router_ms, 50)) if t.router_ms else None,
                 "router_ms_p99": float(np.percentile(t.router_ms, 99)) if t.router_ms else None,
             }
-        res["_log_proxy_tail"] = logs["proxy"].read_text()[-2000:]
+        res["_logs"] = {k: logs[k].read_text()[-3000:] for k in ("proxy", "fitted") if k in logs}
         return res
     finally:
         for p in procs.values():
@@ -433,6 +455,9 @@ def main(argv=None) -> int:
                     help="seconds a server may take to start (default 120)")
     ap.add_argument("--hops", default="hop,hop (aiohttp)",
                     help=f"comma-separated hops to run beside the proxy, of {list(HOPS)}")
+    ap.add_argument("--state", type=Path, help="a fitted router folder ('mixllm fit --out'): "
+                                               "adds 'proxy routed (fitted)', mixllm serve "
+                                               "--state over a copy of it (default: none)")
     ap.add_argument("--compare", default="", help="PYTHONPATH of another mixllm checkout whose "
                                                   "'mixllm serve' runs beside (default: none)")
     ap.add_argument("--compare-args", default="", help="extra 'mixllm serve' arguments of "
@@ -448,7 +473,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="mixllm-overhead-") as tmp:
         res = asyncio.run(measure(args, Path(tmp)))
     info["load_avg_end"] = os.getloadavg()[0]
-    tail = res.pop("_log_proxy_tail")
+    tail = res.pop("_logs")
     print(f"machine: {info}")
     print(f"{'target':26s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s@' + str(args.conc):>10s} "
           f"{'errors':>6s} {'router p50':>10s} {'router p99':>10s}")
@@ -458,13 +483,13 @@ def main(argv=None) -> int:
               f"{r['errors']:6d} {rm}")
     for ref in [h for h in ("hop", "hop (aiohttp)") if h in res]:
         hop = res[ref]
-        for name in ("proxy passthrough", "proxy routed"):
+        for name in [n for n in res if n.startswith("proxy ")]:
             r = res[name]
             print(f"{name} vs {ref}: p50 {r['p50_ms'] - hop['p50_ms']:+.2f} ms; throughput "
                   f"{r['rps_conc'] / hop['rps_conc']:.2f} x")
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "args": vars(args) | {"json": str(args.json)},
-                                         "results": res, "proxy_log_tail": tail}, indent=1))
+                                         "results": res, "proxy_logs": tail}, indent=1, default=str))
     return 0
 
 

@@ -591,7 +591,7 @@ def test_llms_missing_from_the_pool_file_are_kept_inactive(backend_server, tmp_p
     assert back.n_observations()["big"] == fitted.router.n_observations()["big"] + 1
 
 
-def test_cost_aware_defaults(backend_server, tmp_path, monkeypatch):
+def test_cost_aware_defaults(backend_server, tmp_path, monkeypatch, caplog):
     """Cold start: the stated default lam (price decides, LinUCB exploration); a pool file's
     lam overrides a state's, and its prices replace the state's."""
     monkeypatch.setenv("MIXLLM_TEST_KEY", "k")
@@ -610,11 +610,37 @@ def test_cost_aware_defaults(backend_server, tmp_path, monkeypatch):
     _fitted(pool, state)
     repriced = [LLM(m.name, m.input_price, 99.0 if m.name == "mid" else m.output_price)
                 for m in pool]
+    caplog.set_level("INFO", logger="mixllm")
     p = Proxy(repriced, backends, state_dir=state, lam=0.3)
     try:
         r = p.app.state.mixllm.tr.router
         assert r.lam == 0.3 and r._llms["mid"].output_price == 99.0
+        assert f"mid: the pool file's prices and latency profile replace the state's (input " \
+               f"{pool[1].input_price:g} -> {pool[1].input_price:g}, output " \
+               f"{pool[1].output_price:g} -> 99" in caplog.text
+        assert "big: the pool file's prices" not in caplog.text  # unchanged: not logged
         assert {m.name: m for m in r.llms}["big"] == pool[0]
+    finally:
+        p.stop()
+
+
+def test_cold_start_tries_the_next_cheapest_after_bad_feedback(backend_server, monkeypatch):
+    """No state: price decides and the LinUCB bonus explores; an LLM judged poor is left for
+    the next cheapest one, and the dearest is not tried while a cheaper one answers well."""
+    monkeypatch.setenv("MIXLLM_TEST_KEY", "k")
+    p = Proxy(*make_pool(backend_server.url, ("big", "mid", "cheap")))
+    try:
+        seen = []
+        for i in range(12):
+            _, h = p.chat("mixllm", f"question number {i} about lists")
+            llm = h["x-mixllm-llm"]
+            seen.append(llm)
+            q = {"cheap": 0.0, "mid": 1.0, "big": 1.0}[llm]
+            assert p.feedback(id=h["x-mixllm-response-id"], quality=q).status_code == 200
+        assert seen[0] == "cheap"
+        assert "mid" in seen and "big" not in seen
+        first_mid = seen.index("mid")
+        assert seen[first_mid:] == ["mid"] * (len(seen) - first_mid)  # kept once it answers well
     finally:
         p.stop()
 

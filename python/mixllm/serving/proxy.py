@@ -301,7 +301,12 @@ class _State:
                      _encoder_name(tr._encoder()), router.lam)
             for name in router.names:
                 if name in wanted and wanted[name] != router._llms[name]:
+                    was = router._llms[name]
                     router.update_llm(wanted[name])  # the pool file's prices and profile
+                    log.info("%s: the pool file's prices and latency profile replace the "
+                             "state's (input %g -> %g, output %g -> %g USD per 1M tokens)",
+                             name, was.input_price, wanted[name].input_price,
+                             was.output_price, wanted[name].output_price)
             for llm in pool:
                 if llm.name not in router.names:
                     router.add_llm(llm)
