@@ -269,6 +269,8 @@ class _State:
         self.llms = {m.name: m for m in self.tr.router.llms}
         self.live = _Live(self.tr.router.llms, config.latency_halflife)
         self.waits = WaitTracker(self.tr.router.llms)
+        self._waits_of: Router | None = None  # the router the waits below were set on
+        self._waits_set: dict[str, float] = {}
         self.pending: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
         self.answered: collections.OrderedDict[str, float] = collections.OrderedDict()
         self.lock = threading.Lock()  # pending and answered tables, the dirty flags
@@ -348,8 +350,13 @@ class _State:
     def decide(self, prompt: str, lam: float | None) -> TextDecision:
         """Route a prompt on the believed waiting times of now."""
         router = self.tr.router
+        if self._waits_of is not router:  # a new router (a replica's sync): set every wait
+            self._waits_of, self._waits_set = router, {}
+        last = self._waits_set
         for name, wait in self.waits.estimates(time.monotonic()).items():
-            router.set_waiting_time(name, wait)
+            if last.get(name) != wait:  # mostly 0 while slots are free: set only changes
+                router.set_waiting_time(name, wait)
+                last[name] = wait
         return self.tr.decide(prompt, lam)
 
     def replace_router(self, step: Callable[[Router], Router | None]) -> None:
