@@ -349,8 +349,8 @@ def test_cli_reports_bad_data_cleanly(tmp_path, capsys):
     assert main(["eval", "--train", str(empty), "--reference", "big", "--quiet",
                  "--cache-dir", "none"]) == 2
     assert "empty.jsonl" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["eval", "--train", str(tmp_path / "nope.csv"), "--reference", "x"])
+    assert main(["eval", "--train", str(tmp_path / "nope.csv"), "--reference", "x"]) == 2
+    assert "training data not found" in capsys.readouterr().err
     data = make_data(30)
     path = tmp_path / "d.jsonl"
     save_long(data, path)
