@@ -264,34 +264,6 @@ def test_routerbench_bad_files(tmp_path, change, message):
     assert "bad.csv" in str(err.value)
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "empty file"),
-    (b"sample_id,prompt,eval_name,m\n", "no data rows"),
-    (b"sample_id,prompt,eval_name,m\n1,\"['x']\",t,1.0\n2,\"['y\n", "malformed CSV"),
-    (b"sample_id,prompt,eval_name,m\n1,\"['caf\xe9']\",t,1.0\n", "not UTF-8"),
-    (b"sample_id,prompt,eval_name,m\n1,x,t,1\n2,y,t,1,2\n", "malformed CSV"),
-])
-def test_routerbench_unreadable_csv(tmp_path, content, message):
-    path = tmp_path / "raw.csv"
-    path.write_bytes(content)
-    with pytest.raises(DataError, match=message) as err:
-        load_routerbench(path)
-    assert "raw.csv" in str(err.value)
-
-
-def test_routerbench_path_errors(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        load_routerbench(tmp_path / "missing.csv")
-    with pytest.raises(DataError, match=r"no \*.csv files"):
-        load_routerbench(tmp_path)
-    (tmp_path / "x.txt").write_text("a")
-    with pytest.raises(DataError, match="unsupported RouterBench file type '.txt'"):
-        load_routerbench(tmp_path / "x.txt")
-    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
-    with pytest.raises(DataError, match="bad.parquet: not a readable Parquet file"):
-        load_routerbench(tmp_path / "bad.parquet")
-
-
 # ---------------------------------------------------------------------------------- RouterDC
 def write_routerdc(folder):
     (folder / "quiz_train.json").write_text(json.dumps([
@@ -336,34 +308,47 @@ def test_routerdc_costs_need_a_pool_and_an_assumed_length(tmp_path):
         load_routerdc(tmp_path, pool=pool[:2], output_tokens=10)
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "malformed JSON"),
-    (b"[{\"question\": \"q\", ", "malformed JSON"),
-    (b"{\"question\": \"q\"}", "expected a JSON list of records, got dict"),
-    (b"[]", "empty list"),
-    (b"[1]", "record 0: expected an object"),
-    (b"[{\"question\": \"q\"}]", "record 0: missing 'question' or 'scores'"),
-    (b"[{\"question\": 3, \"scores\": {\"a\": 1}}]", "'question' must be text"),
-    (b"[{\"question\": \"q\", \"scores\": {}}]", "'scores' must be a non-empty object"),
-    (b"[{\"question\": \"q\", \"scores\": {\"a\": \"1\"}}]", "score of 'a' must be a finite number"),
-    (b"[{\"question\": \"q\", \"scores\": {\"a\": true}}]", "score of 'a' must be a finite number"),
-    (b"[{\"question\": \"q\", \"scores\": {\"a\": Infinity}}]", "score of 'a' must be a finite number"),
-    (b"[{\"question\": \"q\", \"scores\": {\"a\": null}}]", "NaN everywhere"),
-    (b"[{\"question\": \"caf\xe9\", \"scores\": {\"a\": 1}}]", "not UTF-8"),
+# ---------------------------------------------------------------------- both readers, bad input
+READERS = {"csv": load_routerbench, "json": load_routerdc}
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("bad.csv", b"", "empty file"),
+    ("bad.csv", b"sample_id,prompt,eval_name,m\n", "no data rows"),
+    ("bad.csv", b"sample_id,prompt,eval_name,m\n1,\"['x']\",t,1.0\n2,\"['y\n", "malformed CSV"),
+    ("bad.csv", b"sample_id,prompt,eval_name,m\n1,\"['caf\xe9']\",t,1.0\n", "not UTF-8"),
+    ("bad.csv", b"sample_id,prompt,eval_name,m\n1,x,t,1\n2,y,t,1,2\n", "malformed CSV"),
+    ("x.txt", b"a", "unsupported RouterBench file type '.txt'"),
+    ("bad.parquet", b"not parquet", "bad.parquet: not a readable Parquet file"),
+    ("bad.json", b"", "malformed JSON"),
+    ("bad.json", b"[{\"question\": \"q\", ", "malformed JSON"),
+    ("bad.json", b"{\"question\": \"q\"}", "expected a JSON list of records, got dict"),
+    ("bad.json", b"[]", "empty list"),
+    ("bad.json", b"[1]", "record 0: expected an object"),
+    ("bad.json", b"[{\"question\": \"q\"}]", "record 0: missing 'question' or 'scores'"),
+    ("bad.json", b"[{\"question\": 3, \"scores\": {\"a\": 1}}]", "'question' must be text"),
+    ("bad.json", b"[{\"question\": \"q\", \"scores\": {}}]", "'scores' must be a non-empty object"),
+    ("bad.json", b"[{\"question\": \"q\", \"scores\": {\"a\": \"1\"}}]", "score of 'a' must be a finite number"),
+    ("bad.json", b"[{\"question\": \"q\", \"scores\": {\"a\": true}}]", "score of 'a' must be a finite number"),
+    ("bad.json", b"[{\"question\": \"q\", \"scores\": {\"a\": Infinity}}]", "score of 'a' must be a finite number"),
+    ("bad.json", b"[{\"question\": \"q\", \"scores\": {\"a\": null}}]", "NaN everywhere"),
+    ("bad.json", b"[{\"question\": \"caf\xe9\", \"scores\": {\"a\": 1}}]", "not UTF-8"),
 ])
-def test_routerdc_bad_files(tmp_path, content, message):
-    path = tmp_path / "bad.json"
+def test_unreadable_files(tmp_path, name, content, message):
+    path = tmp_path / name
     path.write_bytes(content)
+    reader = load_routerdc if name.endswith(".json") else load_routerbench
     with pytest.raises(DataError, match=message) as err:
-        load_routerdc(path)
-    assert "bad.json" in str(err.value)
+        reader(path)
+    assert name in str(err.value)
 
 
-def test_routerdc_path_errors(tmp_path):
+@pytest.mark.parametrize("ext", sorted(READERS))
+def test_path_errors(tmp_path, ext):
     with pytest.raises(FileNotFoundError):
-        load_routerdc(tmp_path / "none.json")
-    with pytest.raises(DataError, match=r"no \*.json files"):
-        load_routerdc(tmp_path)
+        READERS[ext](tmp_path / f"missing.{ext}")
+    with pytest.raises(DataError, match=rf"no \*.{ext} files"):
+        READERS[ext](tmp_path)
 
 
 # ---------------------------------------------------------------------------------- long format
@@ -595,18 +580,18 @@ def test_pool_toml_by_hand(tmp_path):
 
 @pytest.mark.parametrize("ext, text, message", [
     ("toml", "[[llm]\nname = 1", "malformed TOML"),
-    ("json", '{"llm": [', "malformed JSON"),
-    ("json", "[1]", "expected a table/object"),
+    ("bad.json", '{"llm": [', "malformed JSON"),
+    ("bad.json", "[1]", "expected a table/object"),
     ("toml", "version = 2\n[[llm]]\nname='a'\ninput_price=1\noutput_price=1", "version 2 is not supported"),
     ("toml", "pool = 1", r"unknown top-level keys \['pool'\]"),
     ("toml", "version = 1", "no LLMs"),
-    ("json", '{"llm": [3]}', "llm entry 0: expected a table/object"),
+    ("bad.json", '{"llm": [3]}', "llm entry 0: expected a table/object"),
     ("toml", "[[llm]]\nname = 'a'\ninput_price = 1", r"llm entry 0 \('a'\): missing \['output_price'\]"),
     ("toml", "[[llm]]\nname='a'\ninput_price=1\noutput_price=1\nspeed=3", r"unknown keys \['speed'\]"),
     ("toml", "[[llm]]\nname='a'\ninput_price=-1\noutput_price=1", "input_price of 'a' must be"),
-    ("json", '{"llm": [{"name": "a", "input_price": 1, "output_price": 1, "slots": 2.0}]}',
+    ("bad.json", '{"llm": [{"name": "a", "input_price": 1, "output_price": 1, "slots": 2.0}]}',
      "slots of 'a' must be an integer"),
-    ("json", '{"llm": [{"name": "a", "input_price": "1", "output_price": 1}]}', "input_price of 'a'"),
+    ("bad.json", '{"llm": [{"name": "a", "input_price": "1", "output_price": 1}]}', "input_price of 'a'"),
     ("toml", "[[llm]]\nname='a'\ninput_price=1\noutput_price=1\n[[llm]]\nname='a'\ninput_price=1\n"
              "output_price=1", r"names must be unique; repeated: \['a'\]"),
 ])

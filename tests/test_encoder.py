@@ -14,7 +14,6 @@ import importlib.util
 import shutil
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,8 @@ from mixllm.text import onnx as encoder_mod
 from mixllm.text import tokens as tokens_mod
 from mixllm import EncoderError
 from mixllm.text.onnx import DEFAULT_MODEL_SHA256, DEFAULT_TOKENIZER_SHA256, CacheInfo, OnnxEncoder
+
+from fakes import in_threads
 
 WORDS = [f"w{i}" for i in range(20)]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
@@ -440,22 +441,13 @@ def test_threads_share_one_encoder(tiny):
     enc = make(tiny, batch_size=3)
     texts = [" ".join(WORDS[i:i + 1 + i % 5]) for i in range(15)]
     want = oracle(texts)
-    errors = []
 
     def work(offset):
-        try:
-            order = [(offset + j) % len(texts) for j in range(len(texts))]
-            got = enc.encode([texts[j] for j in order])
-            np.testing.assert_allclose(got, want[order], atol=ATOL)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        order = [(offset + j) % len(texts) for j in range(len(texts))]
+        got = enc.encode([texts[j] for j in order])
+        np.testing.assert_allclose(got, want[order], atol=ATOL)
 
-    workers = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    assert not errors
+    assert in_threads(work, 4) == []
     info = enc.cache_info()
     assert info.hits + info.misses == 4 * len(texts) and info.size == len(texts)
 

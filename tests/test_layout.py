@@ -76,30 +76,10 @@ def test_encoders_meet_the_protocol():
         TextRouter([LLM("a", 1, 1)], PipelineConfig(), Partial())
 
 
-class CountingEncoder(HashEncoder):
-    """Counts the tokenising calls the pipeline makes."""
-
-    def __init__(self, dim: int = 8) -> None:
-        super().__init__(dim)
-        self.calls: list[str] = []
-
-    def encode(self, texts, progress=False):
-        self.calls.append("encode")
-        return super().encode(texts)
-
-    def count_tokens(self, texts):
-        self.calls.append("count_tokens")
-        return super().count_tokens(texts)
-
-    def encode_with_counts(self, texts):
-        self.calls.append("encode_with_counts")
-        return HashEncoder.encode(self, texts), HashEncoder.count_tokens(self, texts)
-
-
 @pytest.mark.parametrize("tags", [False, True])
 def test_decide_is_route_with_its_features_and_one_tokenisation(rng, tags):
     pool = [LLM("cheap", 0.1, 0.2), LLM("big", 10.0, 30.0)]
-    enc = CountingEncoder()
+    enc = HashEncoder(8)
     tr = TextRouter(pool, PipelineConfig(view="full", tags=tags, n_clusters=2), enc)
     E = rng.normal(size=(40, 8))
     tr.fit(E, rng.random((40, 2)), np.full((40, 2), 50.0), ["a", "b"] * 20 if tags else None)

@@ -37,16 +37,6 @@ from mixllm.text.static import StaticEncoder
 from fakes import HashEncoder
 
 
-class CountingEncoder(HashEncoder):
-    """The hash encoder, counting the texts it embeds."""
-
-    calls = 0
-
-    def encode(self, texts, progress=False):
-        self.calls += len(texts)
-        return super().encode(texts, progress)
-
-
 # ------------------------------------------------------------------ loopback servers
 class _Server:
     """A uvicorn server on 127.0.0.1 (a free port) in a daemon thread."""
@@ -479,17 +469,17 @@ def test_quality_range_from_the_fitted_data(backend_server, tmp_path, monkeypatc
 
 def test_passthrough_is_not_embedded_until_feedback(backend_server, monkeypatch):
     monkeypatch.setenv("MIXLLM_TEST_KEY", "k")
-    enc = CountingEncoder(16)
+    enc = HashEncoder(16)
     p = Proxy(*make_pool(backend_server.url), encoder=enc)
     try:
-        before = enc.calls
+        before = enc.embedded
         _, h = p.chat("big", "a passthrough prompt")
         assert h["x-mixllm-route"] == "passthrough" and "x-mixllm-router-ms" not in h
-        assert enc.calls == before  # nothing embedded on the request path
+        assert enc.embedded == before  # nothing embedded on the request path
         assert p.feedback(id=h["x-mixllm-response-id"], quality=1.0).status_code == 200
-        assert enc.calls == before + 1  # embedded once, for the feedback
+        assert enc.embedded == before + 1  # embedded once, for the feedback
         _, h = p.chat("mixllm")
-        assert float(h["x-mixllm-router-ms"]) >= 0 and enc.calls == before + 2
+        assert float(h["x-mixllm-router-ms"]) >= 0 and enc.embedded == before + 2
     finally:
         p.stop()
 
