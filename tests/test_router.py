@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from mixllm import LLM, Router, StateError
 from mixllm import _core, _reference
 
+from fakes import in_threads
+
 # Native and reference agree to this relative tolerance on every prediction and score term
 # (differences come only from summation order in the SIMD kernels and the Cholesky routine).
 RTOL = 1e-9
@@ -444,31 +446,35 @@ def test_property_update_order_does_not_matter(n, seed):
         np.testing.assert_allclose(pools[0][key], pools[1][key], rtol=1e-8, atol=1e-10)
 
 
+def test_score_weights_are_checked_when_changed():
+    router = Router(POOL, 3)
+    router.alpha, router.beta, router.tau = 0.5, 2.0, math.inf
+    for name, bad, match in (("alpha", -1.0, "alpha must be >= 0.0"),
+                             ("beta", math.nan, "beta must be finite"),
+                             ("tau", 0.0, "tau must be > 0.0"),
+                             ("alpha", "1", "alpha must be a number")):
+        with pytest.raises(ValueError, match=match):
+            setattr(router, name, bad)
+    assert (router.alpha, router.beta, router.tau) == (0.5, 2.0, math.inf)  # refused: unchanged
+    assert "LinUCB bonus" in Router.alpha.__doc__
+
+
 def test_concurrent_route_and_feedback_lose_nothing(rng):
     dim = 16
     router = Router(POOL, dim, alpha=0.1, refactor_every=64)
     X, q, t = _data(rng, 50, dim, missing=0.0)
     router.fit(X, q, t)
     n_threads, per_thread = 4, 150
-    errors = []
 
     def work(seed):
         r = np.random.default_rng(seed)
-        try:
-            for i in range(per_thread):
-                x = X[r.integers(50)]
-                assert router.route(x, 100, lam=0.01).llm in router.names
-                router.route_batch(X[:8], 100, lam=0.01)
-                router.feedback(x, POOL[i % 4].name, 0.5, 10)
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
+        for i in range(per_thread):
+            x = X[r.integers(50)]
+            assert router.route(x, 100, lam=0.01).llm in router.names
+            router.route_batch(X[:8], 100, lam=0.01)
+            router.feedback(x, POOL[i % 4].name, 0.5, 10)
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(n_threads)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert not errors
+    assert in_threads(work, n_threads) == []
     counts = router.n_observations()
     assert sum(counts.values()) == 50 * 4 + n_threads * per_thread
     for k, name in enumerate(router.names):
@@ -797,11 +803,8 @@ def test_concurrent_updates_across_unlocked_folds_keep_every_row(rng):
     errors, stop = [], threading.Event()
 
     def updater(t):
-        try:
-            for i in range(per_thread):
-                pool.update("a", X[t, i], Y[t, i], 1.0)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for i in range(per_thread):
+            pool.update("a", X[t, i], Y[t, i], 1.0)
 
     def scorer():
         q = rng.normal(size=(1, dim))
@@ -810,13 +813,9 @@ def test_concurrent_updates_across_unlocked_folds_keep_every_row(rng):
             if not np.isfinite(terms).all():
                 errors.append(AssertionError("non-finite term"))
 
-    threads = [threading.Thread(target=updater, args=(t,)) for t in range(n_threads)]
     s = threading.Thread(target=scorer)
     s.start()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    errors += in_threads(updater, n_threads)
     stop.set()
     s.join()
     assert errors == []

@@ -74,6 +74,10 @@ def test_truncation_counts_and_one_tokenisation():
     np.testing.assert_array_equal(E, enc.encode(texts))
     np.testing.assert_array_equal(n, [5, 2])
     assert StaticEncoder(table).identity != enc.identity  # max_length is part of it
+    assert enc.max_length == 3 and enc.table_path is None  # a table from memory
+    assert "Tokens embedded" in StaticEncoder.max_length.__doc__
+    with pytest.raises(AttributeError, match="no setter"):
+        enc.max_length = 4
 
 
 def test_bad_inputs_are_value_errors():

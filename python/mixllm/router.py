@@ -44,7 +44,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -85,6 +85,28 @@ def _check_scalar(name: str, v: Any, *, low: float = -math.inf, allow_inf: bool 
     if v < low or (strict and v == low):
         raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {v}")
     return v
+
+
+class _Setting:
+    """A score weight that may change between calls, checked on every assignment as the
+    constructor's argument is (:func:`_check_scalar` with these limits); stored as ``_<name>``."""
+
+    def __init__(self, doc: str, **limits: Any) -> None:
+        self.__doc__ = doc
+        self._limits = limits
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name, self._attr = name, "_" + name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _Setting: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> float: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> float | _Setting:
+        return self if obj is None else getattr(obj, self._attr)
+
+    def __set__(self, obj: object, v: float) -> None:
+        setattr(obj, self._attr, _check_scalar(self._name, v, **self._limits))
 
 
 def _as_float_array(a: Any, name: str) -> np.ndarray:
@@ -194,32 +216,10 @@ class Router:
     # ------------------------------------------------------------------ tunable settings
     # The score's weights may be changed between calls (e.g. a per-deployment trade-off);
     # they are validated like the constructor's arguments, so a bad value is refused.
-    @property
-    def alpha(self) -> float:
-        """Weight of the LinUCB bonus (>= 0)."""
-        return self._alpha
-
-    @alpha.setter
-    def alpha(self, v: float) -> None:
-        self._alpha = _check_scalar("alpha", v, low=0.0)
-
-    @property
-    def beta(self) -> float:
-        """Weight of the latency penalty (>= 0)."""
-        return self._beta
-
-    @beta.setter
-    def beta(self, v: float) -> None:
-        self._beta = _check_scalar("beta", v, low=0.0)
-
-    @property
-    def tau(self) -> float:
-        """Waiting-time tolerance in seconds (> 0, inf disables the penalty)."""
-        return self._tau
-
-    @tau.setter
-    def tau(self, v: float) -> None:
-        self._tau = _check_scalar("tau", v, low=0.0, strict=True, allow_inf=True)
+    alpha = _Setting("Weight of the LinUCB bonus (>= 0).", low=0.0)
+    beta = _Setting("Weight of the latency penalty (>= 0).", low=0.0)
+    tau = _Setting("Waiting-time tolerance in seconds (> 0, inf disables the penalty).",
+                   low=0.0, strict=True, allow_inf=True)
 
     @property
     def lam(self) -> float:

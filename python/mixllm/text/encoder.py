@@ -1,5 +1,5 @@
-"""What a text encoder is to mixllm: the :class:`Encoder` protocol, and the input checks every
-encoder shares.
+"""What a text encoder is to mixllm: the :class:`Encoder` protocol, and the input checks and
+read-only attributes every encoder shares.
 
 Two encoders implement it: :class:`mixllm.text.onnx.OnnxEncoder` (a transformer on ONNX
 Runtime, MiniLM by default) and :class:`mixllm.text.static.StaticEncoder` (a token table
@@ -10,11 +10,13 @@ take any object with these members; ``isinstance(obj, Encoder)`` checks that the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, overload, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Encoder", "check_texts", "utf8_texts"]
+__all__ = ["Encoder", "ReadOnly", "check_texts", "utf8_texts"]
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -59,6 +61,29 @@ class Encoder(Protocol):
         encoder can (the static encoder; the transformer truncates what it embeds, so it
         counts separately)."""
         ...
+
+
+class ReadOnly(Generic[T]):
+    """A public read-only attribute over a private one, as a property that returns it:
+    ``max_length = ReadOnly[int]("_max_length", "Tokens embedded per text.")``."""
+
+    def __init__(self, attr: str, doc: str | None = None) -> None:
+        self._attr = attr
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> ReadOnly[T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> T | ReadOnly[T]:
+        return self if obj is None else getattr(obj, self._attr)
+
+    def __set__(self, obj: object, value: object) -> None:
+        raise AttributeError(f"property {self._name!r} of {type(obj).__name__!r} object has "
+                             f"no setter")
 
 
 def check_texts(texts: Any, method: str) -> list[str]:

@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from .._io import atomic_write, load_npz
 from ..types import EncoderError
-from .encoder import check_text, check_texts, utf8_texts
+from .encoder import ReadOnly, check_text, check_texts, utf8_texts
 from .tokens import DEFAULT_MODEL_FILE, DEFAULT_TOKENIZER_FILE, package_file
 
 __all__ = [
@@ -503,10 +503,15 @@ class OnnxEncoder:
         return int(self._run(ids, types).shape[1])
 
     # ------------------------------------------------------------------ properties
-    @property
-    def dim(self) -> int:
-        """Embedding dimension (384 for the default model)."""
-        return self._dim
+    dim = ReadOnly[int]("_dim", "Embedding dimension (384 for the default model).")
+    max_length = ReadOnly[int]("_max_length", "Tokens per text after truncation, special "
+                                              "tokens included.")
+    batch_size = ReadOnly[int]("_batch_size", "Texts per model run.")
+    threads = ReadOnly[int]("_threads", "ONNX Runtime intra-op threads.")
+    model_path = ReadOnly[Path]("_model_path", "The ONNX model file.")
+    tokenizer_path = ReadOnly[Path]("_tokenizer_path", "The tokenizer.json file.")
+    model_sha256 = ReadOnly[str]("_model_sha", "sha256 of the loaded model file.")
+    tokenizer_sha256 = ReadOnly[str]("_tokenizer_sha", "sha256 of the loaded tokenizer file.")
 
     @property
     def identity(self) -> str:
@@ -515,41 +520,6 @@ class OnnxEncoder:
         Encoders with equal identities give the same vectors; it names the disk cache folder.
         """
         return self._id_digest.hex()[:16]
-
-    @property
-    def max_length(self) -> int:
-        """Tokens per text after truncation, special tokens included."""
-        return self._max_length
-
-    @property
-    def batch_size(self) -> int:
-        """Texts per model run."""
-        return self._batch_size
-
-    @property
-    def threads(self) -> int:
-        """ONNX Runtime intra-op threads."""
-        return self._threads
-
-    @property
-    def model_path(self) -> Path:
-        """The ONNX model file."""
-        return self._model_path
-
-    @property
-    def tokenizer_path(self) -> Path:
-        """The tokenizer.json file."""
-        return self._tokenizer_path
-
-    @property
-    def model_sha256(self) -> str:
-        """sha256 of the loaded model file."""
-        return self._model_sha
-
-    @property
-    def tokenizer_sha256(self) -> str:
-        """sha256 of the loaded tokenizer file."""
-        return self._tokenizer_sha
 
     def __repr__(self) -> str:
         return (f"OnnxEncoder(model_path='{self._model_path}', dim={self._dim}, "

@@ -53,7 +53,7 @@ from tokenizers import Tokenizer
 
 from .. import _core
 from .._io import atomic_write, pack_checked, unpack_checked
-from .encoder import check_text, check_texts
+from .encoder import ReadOnly, check_text, check_texts
 
 __all__ = ["DEFAULT_DIM", "DEFAULT_MAX_LENGTH", "StaticEncoder", "StaticTable", "build_table",
            "default_table_path"]
@@ -294,27 +294,17 @@ class StaticEncoder:
     def dim(self) -> int:
         return self._table.dim
 
-    @property
-    def max_length(self) -> int:
-        return self._max_length
-
-    @property
-    def identity(self) -> str:
-        """16 hex digits hashing the table's build specification and ``max_length``."""
-        return self._identity
-
-    @property
-    def model_sha256(self) -> str:
-        """sha256 of the table and weights as stored (float16 table)."""
-        return self._table_sha
+    max_length = ReadOnly[int]("_max_length", "Tokens embedded per text.")
+    identity = ReadOnly[str]("_identity", "16 hex digits hashing the table's build "
+                                          "specification and ``max_length``.")
+    model_sha256 = ReadOnly[str]("_table_sha", "sha256 of the table and weights as stored "
+                                               "(float16 table).")
+    table_path = ReadOnly[Path | None]("_path", "The table file the encoder was loaded from "
+                                                "(None for one built in memory).")
 
     @property
     def spec(self) -> dict[str, Any]:
         return dict(self._table.spec)
-
-    @property
-    def table_path(self) -> Path | None:
-        return self._path
 
     def __repr__(self) -> str:
         return (f"StaticEncoder(dim={self.dim}, max_length={self._max_length}, "
