@@ -7,7 +7,8 @@ import io
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,22 @@ def _read_text(path: Path) -> str:
     return text.removeprefix("\ufeff")
 
 
+@contextmanager
+def _malformed(where: object, what: str, error: type[Exception], *,
+               position: bool = True) -> Iterator[None]:
+    """A parser's ``error`` as a :class:`DataError`: ``"<where>: malformed <what> (<why>)"``,
+    ``why`` with the parser's position (line, column) unless ``position`` is false."""
+    try:
+        yield
+    except error as exc:
+        why = exc if position else getattr(exc, "msg", exc)
+        raise DataError(f"{where}: malformed {what} ({why})") from exc
+
+
 def _read_json(path: Path) -> Any:
     """A JSON file's content; malformed JSON is a :class:`DataError` naming the file."""
-    try:
+    with _malformed(path, "JSON", json.JSONDecodeError):
         return json.loads(_read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: malformed JSON ({exc})") from exc
 
 
 def _pandas():

@@ -14,7 +14,7 @@ import numpy as np
 from .._io import atomic_write, atomic_write_with
 from ..text.tokens import count_tokens, count_tokens_or_nan
 from ..types import DataError
-from ._files import (PathLike, _check_observed_any, _floats, _is_missing, _pandas,
+from ._files import (PathLike, _check_observed_any, _floats, _is_missing, _malformed, _pandas,
                      _read_csv_strings, _read_parquet, _read_text, _text_or_none)
 from .dataset import RoutingData
 
@@ -48,10 +48,8 @@ def _read_jsonl(path: Path) -> dict[str, list[Any]]:
         line = line.removesuffix("\r")
         if not line.strip():
             continue
-        try:
+        with _malformed(f"{path}: line {lineno}", "JSON", json.JSONDecodeError, position=False):
             rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: line {lineno}: malformed JSON ({exc.msg})") from exc
         if not isinstance(rec, dict):
             raise DataError(f"{path}: line {lineno}: expected a JSON object")
         missing = [c for c in LONG_REQUIRED if c not in rec]

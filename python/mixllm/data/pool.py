@@ -22,7 +22,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10 without the backpo
     except ModuleNotFoundError:
         _toml = None  # type: ignore[assignment]
 
-from ._files import PathLike, _duplicates, _price, _read_text
+from ._files import PathLike, _duplicates, _malformed, _price, _read_json, _read_text
 
 PoolLike = Sequence[LLM] | str | os.PathLike | None
 
@@ -108,20 +108,14 @@ def load_pool_settings(path: PathLike) -> dict[str, float]:
 def _read_pool_raw(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such pool file")
-    kind = _pool_kind(path)
-    text = _read_text(path)
-    if kind == "toml":
+    if _pool_kind(path) == "json":
+        raw = _read_json(path)
+    else:
+        text = _read_text(path)
         if _toml is None:  # pragma: no cover - Python 3.10 without tomli
             raise ModuleNotFoundError("reading TOML needs Python >= 3.11 or the 'tomli' package")
-        try:
+        with _malformed(path, "TOML", _toml.TOMLDecodeError):
             raw = _toml.loads(text)
-        except _toml.TOMLDecodeError as exc:
-            raise DataError(f"{path}: malformed TOML ({exc})") from exc
-    else:
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: malformed JSON ({exc})") from exc
     if not isinstance(raw, dict):
         raise DataError(f"{path}: expected a table/object with a list 'llm'")
     unknown = sorted(set(raw) - {"version", "lam", "llm"})
