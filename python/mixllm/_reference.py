@@ -100,33 +100,33 @@ def pack_panels(Rp: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def panel_mv(P: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``R x`` for ``R`` in the panel layout (see :func:`pack_panels`)."""
-    x = np.asarray(x, np.float64)
-    n = x.shape[0]
-    y = np.zeros(n)
+def _panels(P: np.ndarray, n: int, dtype: type | None = None):
+    """The panels of an ``n x n`` ``R`` in the panel layout, in order: for panel ``p``, its
+    first row ``PANEL p``, the rows of ``R`` it holds (``PANEL``, fewer in the last) and its
+    block ``(PANEL, c)``, ``R[PANEL p:PANEL (p + 1), :c]`` zero-padded past row ``n``."""
     off = 0
     for p in range(-(-n // PANEL)):
         c = min(PANEL * (p + 1), n)
-        block = np.asarray(P[off:off + PANEL * c]).reshape(c, PANEL).T  # (PANEL, c)
-        rows = min(PANEL, n - PANEL * p)
-        y[PANEL * p:PANEL * p + rows] = (block @ x[:c])[:rows]
+        block = np.asarray(P[off:off + PANEL * c], dtype).reshape(c, PANEL).T
+        yield PANEL * p, min(PANEL, n - PANEL * p), block
         off += PANEL * c
+
+
+def panel_mv(P: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``R x`` for ``R`` in the panel layout (see :func:`pack_panels`)."""
+    x = np.asarray(x, np.float64)
+    y = np.zeros(x.shape[0])
+    for r0, rows, block in _panels(P, x.shape[0]):
+        y[r0:r0 + rows] = (block @ x[:block.shape[1]])[:rows]
     return y
 
 
 def panel_tmv(P: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``R^T x`` for ``R`` in the panel layout (an update's step of theta)."""
     x = np.asarray(x, np.float64)
-    n = x.shape[0]
-    y = np.zeros(n)
-    off = 0
-    for p in range(-(-n // PANEL)):
-        c = min(PANEL * (p + 1), n)
-        block = np.asarray(P[off:off + PANEL * c]).reshape(c, PANEL).T  # (PANEL, c)
-        rows = min(PANEL, n - PANEL * p)
-        y[:c] += block[:rows].T @ x[PANEL * p:PANEL * p + rows]
-        off += PANEL * c
+    y = np.zeros(x.shape[0])
+    for r0, rows, block in _panels(P, x.shape[0]):
+        y[:block.shape[1]] += block[:rows].T @ x[r0:r0 + rows]
     return y
 
 
@@ -153,12 +153,8 @@ def panel_mv_f32(P32: np.ndarray, x: np.ndarray) -> np.ndarray:
         return np.zeros(0)
     npan = -(-n // PANEL)
     R = np.zeros((PANEL * npan, PANEL * npan), np.float32)  # dense, zero-padded to whole blocks
-    off = 0
-    for p in range(npan):
-        c = min(PANEL * (p + 1), n)
-        block = np.asarray(P32[off:off + PANEL * c], np.float32).reshape(c, PANEL)
-        R[PANEL * p:PANEL * (p + 1), :c] = block.T
-        off += PANEL * c
+    for r0, _, block in _panels(P32, n, np.float32):
+        R[r0:r0 + PANEL, :block.shape[1]] = block
     x32 = np.zeros(PANEL * npan, np.float32)
     x32[:n] = x.astype(np.float32)
     q = (R * x32).reshape(PANEL * npan, npan, PANEL)  # float32 products, by block of columns
