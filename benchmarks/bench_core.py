@@ -21,17 +21,25 @@ KS = [4, 11, 32]
 BATCH = 256
 
 
-def _setup(d, k, seed=0):
-    return make_router(d, k, BATCH, seed)
+def _case(benchmark, group, d, k):
+    """One case in its benchmark group: the router, its queries and the NumPy baseline."""
+    benchmark.group = group
+    router, Q = make_router(d, k, BATCH, 0)
+    return router, Q, NumpyLinUCB(router)
 
 
-@pytest.mark.parametrize("d", DIMS)
-@pytest.mark.parametrize("k", KS)
-@pytest.mark.parametrize("impl", ["mixllm", "mixllm-f32", "numpy"])
+def _grid(ks=KS, impls=("mixllm", "mixllm-f32", "numpy")):
+    """Parametrise a benchmark over ``d``, ``k`` and the implementation."""
+    def mark(f):
+        for name, values in (("impl", impls), ("k", ks), ("d", DIMS)):  # ids: impl-k-d
+            f = pytest.mark.parametrize(name, values)(f)
+        return f
+    return mark
+
+
+@_grid()
 def test_decision(benchmark, d, k, impl):
-    benchmark.group = f"decision d={d} K={k}"
-    router, Q = _setup(d, k)
-    ref = NumpyLinUCB(router)
+    router, Q, ref = _case(benchmark, f"decision d={d} K={k}", d, k)
     inv_lam = 100.0
     z = np.append(Q[0], 1.0)
     assert ref.decide(z, 100.0, inv_lam) == router.route(Q[0], 100.0, lam=0.01).index
@@ -45,13 +53,9 @@ def test_decision(benchmark, d, k, impl):
         benchmark(lambda: ref.decide(z, 100.0, inv_lam))
 
 
-@pytest.mark.parametrize("d", DIMS)
-@pytest.mark.parametrize("k", KS)
-@pytest.mark.parametrize("impl", ["mixllm", "mixllm-f32", "numpy"])
+@_grid()
 def test_batch(benchmark, d, k, impl):
-    benchmark.group = f"batch{BATCH} d={d} K={k}"
-    router, Q = _setup(d, k)
-    ref = NumpyLinUCB(router)
+    router, Q, ref = _case(benchmark, f"batch{BATCH} d={d} K={k}", d, k)
     n_in = np.full(BATCH, 100.0)
     Z = np.hstack([Q, np.ones((BATCH, 1))])
     np.testing.assert_array_equal(ref.decide_batch(Z, n_in, 100.0),
@@ -64,13 +68,9 @@ def test_batch(benchmark, d, k, impl):
         benchmark(lambda: ref.decide_batch(Z, n_in, 100.0))
 
 
-@pytest.mark.parametrize("d", DIMS)
-@pytest.mark.parametrize("k", [11])
-@pytest.mark.parametrize("impl", ["mixllm", "numpy"])
+@_grid(ks=[11], impls=["mixllm", "numpy"])
 def test_update(benchmark, d, k, impl):
-    benchmark.group = f"update d={d} K={k}"
-    router, Q = _setup(d, k)
-    ref = NumpyLinUCB(router)
+    router, Q, ref = _case(benchmark, f"update d={d} K={k}", d, k)
     x = Q[1]
     z = np.append(x, 1.0)
     y = np.array([0.7, np.log1p(120.0)])
@@ -84,9 +84,7 @@ def test_update(benchmark, d, k, impl):
 @pytest.mark.parametrize("impl", ["mixllm", "numpy"])
 def test_route_then_feedback(benchmark, d, impl):
     """The serving cycle: a decision, then the update of the routed LLM on that query."""
-    benchmark.group = f"route+feedback d={d} K=11"
-    router, Q = _setup(d, 11)
-    ref = NumpyLinUCB(router)
+    router, Q, ref = _case(benchmark, f"route+feedback d={d} K=11", d, 11)
     state = {"i": 0}
     y = np.array([0.7, np.log1p(120.0)])
 

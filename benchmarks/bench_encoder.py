@@ -75,6 +75,13 @@ SHORT = short_queries(32)
 MIXED = mixed_prompts(32)
 
 
+def bench_baseline(benchmark, baseline, enc: OnnxEncoder, texts: list[str]) -> None:
+    """Time ``baseline(enc, texts)`` once it gives the encoder's embeddings on a few texts."""
+    check = texts[:4]
+    np.testing.assert_allclose(baseline(enc, check), enc.encode(check), atol=1e-5)
+    benchmark(baseline, enc, texts)
+
+
 @pytest.mark.benchmark(group="short queries: 32 texts, 2 threads")
 @pytest.mark.parametrize("batch", [1, 32])
 def test_short_encoder(benchmark, encoders, batch):
@@ -86,10 +93,7 @@ def test_short_encoder(benchmark, encoders, batch):
 
 @pytest.mark.benchmark(group="short queries: 32 texts, 2 threads")
 def test_short_baseline_file_padding(benchmark, encoders):
-    enc = encoders[32]
-    check = SHORT[:4]
-    np.testing.assert_allclose(stock_padding_encode(enc, check), enc.encode(check), atol=1e-5)
-    benchmark(stock_padding_encode, enc, SHORT)
+    bench_baseline(benchmark, stock_padding_encode, encoders[32], SHORT)
 
 
 @pytest.mark.benchmark(group="mixed 20-150 tokens: 32 texts, batch 8, 2 threads")
@@ -100,10 +104,7 @@ def test_mixed_encoder_sorted(benchmark, encoders):
 
 @pytest.mark.benchmark(group="mixed 20-150 tokens: 32 texts, batch 8, 2 threads")
 def test_mixed_baseline_input_order(benchmark, encoders):
-    enc = encoders[8]
-    check = MIXED[:4]
-    np.testing.assert_allclose(input_order_encode(enc, check), enc.encode(check), atol=1e-5)
-    benchmark(input_order_encode, enc, MIXED)
+    bench_baseline(benchmark, input_order_encode, encoders[8], MIXED)
 
 
 @pytest.mark.benchmark(group="warm memory cache: 32 texts")

@@ -37,6 +37,7 @@ None of them runs mixllm's algorithm, and the figures compare libraries, not ide
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from importlib import metadata
 from typing import Any, Callable
@@ -52,6 +53,13 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:  # imported from a source tree without metadata
         return "unknown"
+
+
+def _quiet_import(module: str) -> Any:
+    """``module`` imported with its import-time warnings silenced (ImportError when absent)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module(module)
 
 
 class VowpalWabbitPeer:
@@ -77,10 +85,7 @@ class VowpalWabbitPeer:
 
     def __init__(self, d: int, k: int, *, alpha: float = 0.1, ridge: float = 1.0,
                  seed: int = 0) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import vowpalwabbit
-
+        vowpalwabbit = _quiet_import("vowpalwabbit")
         self.version = _version("vowpalwabbit")
         self.k = k
         self.setup = ("--cb_explore_adf --squarecb -q sa -b 20 (SGD on cost = -reward; "
@@ -118,7 +123,26 @@ class VowpalWabbitPeer:
         self._vw.finish()
 
 
-class MABWiserPeer:
+class _LinUCBPeer:
+    """What the two disjoint-LinUCB adapters share: a model ``_model`` whose ``predict`` takes
+    a ``(B, d)`` batch and whose decision is its deterministic rule; nothing to free."""
+
+    def __init__(self, dist: str, k: int) -> None:
+        self.version = _version(dist)
+        self.k = k
+        self._model: Any = None
+
+    def decide_batch(self, Z: np.ndarray) -> np.ndarray:
+        return np.asarray(self._model.predict(Z), dtype=np.int64).reshape(len(Z))
+
+    def greedy(self, Z: np.ndarray) -> np.ndarray:
+        return self.decide_batch(Z)
+
+    def close(self) -> None:
+        pass
+
+
+class MABWiserPeer(_LinUCBPeer):
     """MABWiser, ``LearningPolicy.LinUCB``: disjoint LinUCB, one ridge regression per arm.
 
     Setup: ``MAB(arms=range(K), LinUCB(alpha, l2_lambda=ridge), seed, n_jobs=1)`` on the rows
@@ -134,38 +158,26 @@ class MABWiserPeer:
 
     def __init__(self, d: int, k: int, *, alpha: float = 0.1, ridge: float = 1.0,
                  seed: int = 0) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from mabwiser.mab import MAB, LearningPolicy
-
-        self.version = _version("mabwiser")
-        self.k = k
+        mab = _quiet_import("mabwiser.mab")
+        super().__init__("mabwiser", k)
         self.setup = f"MAB(LinUCB(alpha={alpha:g}, l2_lambda={ridge:g}), n_jobs=1)"
-        self._mab = MAB(list(range(k)), LearningPolicy.LinUCB(alpha=alpha, l2_lambda=ridge),
-                        seed=seed, n_jobs=1)
+        self._model = mab.MAB(list(range(k)),
+                              mab.LearningPolicy.LinUCB(alpha=alpha, l2_lambda=ridge),
+                              seed=seed, n_jobs=1)
 
     def fit(self, Z: np.ndarray, rewards: np.ndarray) -> None:
         n = len(Z)
-        self._mab.fit(np.tile(np.arange(self.k), n), rewards.reshape(-1),
-                      np.repeat(Z, self.k, axis=0))
+        self._model.fit(np.tile(np.arange(self.k), n), rewards.reshape(-1),
+                        np.repeat(Z, self.k, axis=0))
 
     def decide(self, z: np.ndarray) -> int:
-        return int(self._mab.predict(z[None, :]))
+        return int(self._model.predict(z[None, :]))
 
     def update(self, z: np.ndarray, arm: int, reward: float) -> None:
-        self._mab.partial_fit(np.array([arm]), np.array([reward]), z[None, :])
-
-    def decide_batch(self, Z: np.ndarray) -> np.ndarray:
-        return np.asarray(self._mab.predict(Z), dtype=np.int64).reshape(len(Z))
-
-    def greedy(self, Z: np.ndarray) -> np.ndarray:
-        return self.decide_batch(Z)
-
-    def close(self) -> None:
-        pass
+        self._model.partial_fit(np.array([arm]), np.array([reward]), z[None, :])
 
 
-class ContextualBanditsPeer:
+class ContextualBanditsPeer(_LinUCBPeer):
     """contextualbandits, ``online.LinUCB``: disjoint LinUCB with Sherman-Morrison updates.
 
     Setup: ``LinUCB(K, alpha, lambda_=ridge, fit_intercept=False, use_float=False,
@@ -180,38 +192,25 @@ class ContextualBanditsPeer:
 
     def __init__(self, d: int, k: int, *, alpha: float = 0.1, ridge: float = 1.0,
                  seed: int = 0) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from contextualbandits.online import LinUCB
-
-        self.version = _version("contextualbandits")
-        self.k = k
+        online = _quiet_import("contextualbandits.online")
+        super().__init__("contextualbandits", k)
         self.setup = (f"online.LinUCB(alpha={alpha:g}, lambda_={ridge:g}, method='sm', "
                       f"use_float=False, njobs=1)")
         # The library asserts a positive seed.
-        self._cb = LinUCB(k, alpha=alpha, lambda_=ridge, fit_intercept=False, use_float=False,
-                          method="sm", ucb_from_empty=False, beta_prior=None,
-                          random_state=seed + 1, njobs=1)
+        self._model = online.LinUCB(k, alpha=alpha, lambda_=ridge, fit_intercept=False,
+                                    use_float=False, method="sm", ucb_from_empty=False,
+                                    beta_prior=None, random_state=seed + 1, njobs=1)
 
     def fit(self, Z: np.ndarray, rewards: np.ndarray) -> None:
         n = len(Z)
-        self._cb.fit(np.repeat(Z, self.k, axis=0), np.tile(np.arange(self.k), n),
-                     rewards.reshape(-1))
+        self._model.fit(np.repeat(Z, self.k, axis=0), np.tile(np.arange(self.k), n),
+                        rewards.reshape(-1))
 
     def decide(self, z: np.ndarray) -> int:
-        return int(self._cb.predict(z[None, :])[0])
+        return int(self._model.predict(z[None, :])[0])
 
     def update(self, z: np.ndarray, arm: int, reward: float) -> None:
-        self._cb.partial_fit(z[None, :], np.array([arm]), np.array([reward]))
-
-    def decide_batch(self, Z: np.ndarray) -> np.ndarray:
-        return np.asarray(self._cb.predict(Z), dtype=np.int64).reshape(len(Z))
-
-    def greedy(self, Z: np.ndarray) -> np.ndarray:
-        return self.decide_batch(Z)
-
-    def close(self) -> None:
-        pass
+        self._model.partial_fit(z[None, :], np.array([arm]), np.array([reward]))
 
 
 #: The peers ``mixllm bench`` tries, in this order (JSON key, adapter class).
