@@ -12,7 +12,7 @@ import pytest
 from mixllm import LLM, Router
 from mixllm.decision_log import DecisionLog, DecisionLogger, LogError, read_log
 from mixllm.exploration import Explorer, policy_probabilities
-from mixllm.evaluation.ope import RouterPolicy, TermsPolicy, estimate, evaluate_log
+from mixllm.evaluation.ope import Policy, RouterPolicy, TermsPolicy, estimate, evaluate_log
 
 # ----------------------------------------------------------------------------- a toy world
 # Five kinds of query, three LLMs; each LLM's true mean quality per kind, and a fixed cost.
@@ -99,6 +99,27 @@ def test_on_policy_candidate_equals_logged_mean():
     assert r["quality"]["snips"]["estimate"] == pytest.approx(np.mean(log.quality))
     assert r["quality"]["ips"]["estimate"] == pytest.approx(np.mean(log.quality))
     assert r["quality"]["ess"] == pytest.approx(500)
+
+
+def test_any_policy_meets_the_protocol():
+    log, _ = _toy_log(5, 100)
+
+    class Uniform:  # neither a TermsPolicy nor a RouterPolicy
+        def probabilities(self, log):
+            return np.full((len(log), len(log.llms)), 1 / len(log.llms))
+
+        def describe(self):
+            return {"kind": "uniform"}
+
+    assert isinstance(CANDIDATE, Policy) and isinstance(Uniform(), Policy)
+    r = evaluate_log(log, Uniform(), outcomes=("quality",), n_boot=100)
+    assert r["policy"] == {"kind": "uniform"} and r["quality"]["match_rate"] == pytest.approx(1 / 3)
+
+    class NoAccount:  # probabilities but no describe()
+        probabilities = Uniform.probabilities
+
+    with pytest.raises(ValueError, match="got NoAccount"):
+        evaluate_log(log, NoAccount(), outcomes=("quality",))
 
 
 def test_unobserved_rows_are_left_out_and_counted():

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from ..decision_log import TERMS, DecisionLog, LogError
 from ..exploration import policy_probabilities
 from ..router import Router
 
-__all__ = ["TermsPolicy", "RouterPolicy", "estimate", "evaluate_log", "ESTIMATORS"]
+__all__ = ["Policy", "TermsPolicy", "RouterPolicy", "estimate", "evaluate_log", "ESTIMATORS"]
 
 ESTIMATORS = ("ips", "snips", "dr")
 _Q, _TOK, _COST, _BONUS, _PEN, _SCORE = range(len(TERMS))
@@ -53,6 +53,20 @@ def _opt(v: Any, name: str, *, low: float = 0.0, strict: bool = False,
         raise ValueError(f"{name} must be {'>' if strict else '>='} {low}"
                          f"{' (inf allowed)' if allow_inf else ''}, got {v}")
     return v
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A candidate policy, as :func:`evaluate_log` judges it: :class:`TermsPolicy`,
+    :class:`RouterPolicy`, or any object with these two methods."""
+
+    def probabilities(self, log: DecisionLog) -> np.ndarray:
+        """``(n, K)``: the probability of each of the log's LLMs (log order) on each row."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The policy's settings, for the JSON report."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -262,7 +276,7 @@ def estimate(outcome: Any, chosen: Any, propensity: Any, target: Any, direct: An
     return out
 
 
-def evaluate_log(log: DecisionLog, policy: Any, *, direct: str | Any = "logged",
+def evaluate_log(log: DecisionLog, policy: Policy, *, direct: str | Any = "logged",
                  outcomes: tuple[str, ...] = ("quality", "cost"), n_boot: int = 1000,
                  level: float = 0.95, seed: int = 0) -> dict[str, Any]:
     """Judge ``policy`` (:class:`TermsPolicy` or :class:`RouterPolicy`) on a decision log.
@@ -273,8 +287,9 @@ def evaluate_log(log: DecisionLog, policy: Any, *, direct: str | Any = "logged",
     """
     if not isinstance(log, DecisionLog):
         raise ValueError(f"log must be a DecisionLog, got {type(log).__name__}")
-    if not hasattr(policy, "probabilities"):
-        raise ValueError("policy must be a TermsPolicy or a RouterPolicy")
+    if not isinstance(policy, Policy):
+        raise ValueError(f"policy must be a TermsPolicy or a RouterPolicy (a Policy: "
+                         f"probabilities(log) and describe()), got {type(policy).__name__}")
     for o in outcomes:
         if o not in ("quality", "cost"):
             raise ValueError(f"outcomes are 'quality' and 'cost', got {o!r}")
