@@ -110,58 +110,57 @@ void whiten(const Base& B, const double* x, double* v, std::size_t d) {
     }
 }
 
-double certify_floor(const Base& G, const Base& S, std::size_t d) {
-    if (&G == &S || G.id == S.id) return 1.0;
+namespace {
+
+// lambda_max of R_W M R_W^T (R_W the inverse factor of base W, M dense d x d) by 30 steps of
+// power iteration; the Rayleigh quotient, <= lambda_max (so a bound from it must be certified).
+// 0 when the iteration breaks down.
+double whitened_lambda_max(const Base& W, const std::vector<double>& M, std::size_t d) {
     const Kernels& K = kernels();
-    const std::vector<double> SA = base_matrix(S, d), GA = base_matrix(G, d);
-    // lambda_max of M = R_G S R_G^T by power iteration (x -> R_G S R_G^T x); the Rayleigh
-    // quotient rho <= lambda_max, so 1 / rho may be too high: the Cholesky test decides.
     std::vector<double> x(d, 1.0 / std::sqrt(static_cast<double>(d))), y(d), z(d);
     double rho = 0.0;
     for (int it = 0; it < 30; ++it) {
-        unwhiten(G, x.data(), y.data(), d);
-        for (std::size_t i = 0; i < d; ++i) z[i] = K.dot(SA.data() + i * d, y.data(), d);
-        whiten(G, z.data(), y.data(), d);
+        unwhiten(W, x.data(), y.data(), d);
+        for (std::size_t i = 0; i < d; ++i) z[i] = K.dot(M.data() + i * d, y.data(), d);
+        whiten(W, z.data(), y.data(), d);
         rho = K.dot(x.data(), y.data(), d);
         const double n = std::sqrt(K.dot(y.data(), y.data(), d));
         if (!(n > 0.0) || !std::isfinite(n)) return 0.0;
         for (std::size_t i = 0; i < d; ++i) x[i] = y[i] / n;
     }
-    if (!(rho > 0.0) || !std::isfinite(rho)) return 0.0;
+    return rho > 0.0 && std::isfinite(rho) ? rho : 0.0;
+}
+
+// The first of c0, c0 step, c0 step^2, ... (8 tries) for which the Cholesky factorisation of
+// P - c Q (sign +1) or c Q - P (sign -1) succeeds; 0 when none does.
+double certify_scale(const std::vector<double>& P, const std::vector<double>& Q, double c0,
+                     double step, double sign, std::size_t d) {
     std::vector<double> M(d * d), work(d * d);
-    double c = 0.97 / rho;
-    for (int tries = 0; tries < 8; ++tries, c *= 0.7) {
-        for (std::size_t i = 0; i < d * d; ++i) M[i] = GA[i] - c * SA[i];
+    double c = c0;
+    for (int tries = 0; tries < 8; ++tries, c *= step) {
+        for (std::size_t i = 0; i < d * d; ++i) M[i] = sign * (P[i] - c * Q[i]);
         if (positive_definite(M.data(), d, work.data())) return c;
     }
     return 0.0;
 }
 
+}  // namespace
+
+double certify_floor(const Base& G, const Base& S, std::size_t d) {
+    if (&G == &S || G.id == S.id) return 1.0;
+    const std::vector<double> SA = base_matrix(S, d), GA = base_matrix(G, d);
+    // 1 / lambda_max(R_G S R_G^T) may be too high (the estimate is low): lowered until
+    // G - c S is certified.
+    const double rho = whitened_lambda_max(G, SA, d);
+    return rho > 0.0 ? certify_scale(GA, SA, 0.97 / rho, 0.7, 1.0, d) : 0.0;
+}
+
 double certify_ceiling(const Base& G, const Base& S, std::size_t d) {
     if (&G == &S || G.id == S.id) return 1.0;
-    const Kernels& K = kernels();
     const std::vector<double> SA = base_matrix(S, d), GA = base_matrix(G, d);
-    // lambda_max of M = R_S G R_S^T by power iteration (x -> R_S G R_S^T x); the Rayleigh
-    // quotient rho <= lambda_max, so rho may be too low: the Cholesky test decides.
-    std::vector<double> x(d, 1.0 / std::sqrt(static_cast<double>(d))), y(d), z(d);
-    double rho = 0.0;
-    for (int it = 0; it < 30; ++it) {
-        unwhiten(S, x.data(), y.data(), d);
-        for (std::size_t i = 0; i < d; ++i) z[i] = K.dot(GA.data() + i * d, y.data(), d);
-        whiten(S, z.data(), y.data(), d);
-        rho = K.dot(x.data(), y.data(), d);
-        const double n = std::sqrt(K.dot(y.data(), y.data(), d));
-        if (!(n > 0.0) || !std::isfinite(n)) return 0.0;
-        for (std::size_t i = 0; i < d; ++i) x[i] = y[i] / n;
-    }
-    if (!(rho > 0.0) || !std::isfinite(rho)) return 0.0;
-    std::vector<double> M(d * d), work(d * d);
-    double c = 1.02 * rho;
-    for (int tries = 0; tries < 8; ++tries, c *= 1.25) {
-        for (std::size_t i = 0; i < d * d; ++i) M[i] = c * SA[i] - GA[i];
-        if (positive_definite(M.data(), d, work.data())) return c;
-    }
-    return 0.0;
+    // lambda_max(R_S G R_S^T) may be too low: raised until C S - G is certified.
+    const double rho = whitened_lambda_max(S, GA, d);
+    return rho > 0.0 ? certify_scale(GA, SA, 1.02 * rho, 1.25, -1.0, d) : 0.0;
 }
 
 double gersh(const ArmState& s) {
@@ -170,25 +169,26 @@ double gersh(const ArmState& s) {
     return g;
 }
 
-void correction_rows(ArmState& s, std::size_t d) {
+std::vector<double> gersh_rows(const double* W, std::size_t r, std::size_t d) {
     // Replays append_row's sums: row j's entries c = W_{<j} w_j (gemv_rect, as when row j was
     // appended) and its diagonal 1 + |w_j|^2, so that a recomputation gives the same bits.
     const Kernels& K = kernels();
-    const std::size_t r = s.rank;
-    std::vector<double> c(r);
-    s.crow.assign(r, 0.0);
+    std::vector<double> c(r), crow(r, 0.0);
     for (std::size_t j = 0; j < r; ++j) {
-        const double* wj = s.W.data() + j * d;
-        if (j > 0) K.gemv_rect(s.W.data(), wj, c.data(), j, d);
+        const double* wj = W + j * d;
+        if (j > 0) K.gemv_rect(W, wj, c.data(), j, d);
         double last = 0.0;
         for (std::size_t i = 0; i < j; ++i) {
             const double a = std::fabs(c[i]);
-            s.crow[i] += a;
+            crow[i] += a;
             last += a;
         }
-        s.crow[j] = last + std::fabs(1.0 + K.dot(wj, wj, d));
+        crow[j] = last + std::fabs(1.0 + K.dot(wj, wj, d));
     }
+    return crow;
 }
+
+void correction_rows(ArmState& s, std::size_t d) { s.crow = gersh_rows(s.W.data(), s.rank, d); }
 
 // Per-thread scratch, so that the hot paths do not allocate.
 std::vector<double>& scratch(std::size_t n) {

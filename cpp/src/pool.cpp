@@ -296,26 +296,13 @@ void Pool::fold_prepare(ArmState& s, FoldJob& job, std::size_t r0) const {
 // base), and is certified again once it is loose (Pool::ceil_due's rule).
 void Pool::fold_compute(FoldJob& job) const {
     const std::size_t d = dim_, r = job.rows.size() / d;
-    const Kernels& K = kernels();
     std::vector<double> A = arm::base_matrix(*job.old, d);
     arm::add_gram(A, job.rows.data(), r, d);
     job.B = arm::dense_base(std::move(A), d, job.name);
     const auto& ref = job.ref;
     job.floor = !ref ? 0.0 : job.due ? arm::certify_floor(*job.B, *ref, d) : job.old_floor;
     double g = 1.0;
-    std::vector<double> c(r);
-    job.crow.clear();
-    for (std::size_t j = 0; j < r; ++j) {  // arm::correction_rows' sums over the folded rows
-        const double* wj = job.wrows.data() + j * d;
-        if (j > 0) K.gemv_rect(job.wrows.data(), wj, c.data(), j, d);
-        double last = 0.0;
-        for (std::size_t i = 0; i < j; ++i) {
-            const double a = std::fabs(c[i]);
-            job.crow[i] += a;
-            last += a;
-        }
-        job.crow.push_back(last + std::fabs(1.0 + K.dot(wj, wj, d)));
-    }
+    job.crow = arm::gersh_rows(job.wrows.data(), r, d);  // over the folded rows
     for (double v : job.crow) g = std::max(g, v);
     job.cert = job.old_cert;
     job.ceil = job.old_ceil > 0.0 ? job.old_ceil * g : 0.0;

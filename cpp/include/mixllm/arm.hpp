@@ -44,6 +44,8 @@ double certify_ceiling(const Base& G, const Base& S, std::size_t d);
 // Gershgorin's bound on lambda_max(I + W W^T) of the arm's corrections: max of s.crow, 1 for
 // none. A = G + U^T U <= gersh(s) G, so the arm's bonus >= its base's bonus / sqrt(gersh).
 double gersh(const ArmState& s);
+// Row sums of |I + W W^T| for r rows W (r x d), in append_row's order of summation.
+std::vector<double> gersh_rows(const double* W, std::size_t r, std::size_t d);
 // crow: row sums of |I + W W^T| from W, summed in column order (append_row keeps the same
 // sums in the same order, so a recomputation gives the same bits).
 void correction_rows(ArmState& s, std::size_t d);
