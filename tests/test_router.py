@@ -251,6 +251,10 @@ def test_update_llm_reprices_and_keeps_what_it_learned(rng, engine):
     k = d0.names.index(name)
     np.testing.assert_allclose(d1.cost[k], d0.cost[k] * 10, rtol=1e-12)
     assert {m.name: m for m in router.llms}[name] == dearer
+    assert router.llm(name) == dearer and router.llm(POOL[0].name) == POOL[0]
+    for bad in ("nobody", 3, None):
+        with pytest.raises(KeyError, match="unknown LLM"):
+            router.llm(bad)
     with pytest.raises(KeyError):
         router.update_llm(LLM("nobody", 1, 1))
     with pytest.raises(ValueError):

@@ -604,7 +604,7 @@ def test_cost_aware_defaults(backend_server, tmp_path, monkeypatch, caplog):
     p = Proxy(repriced, backends, state_dir=state, lam=0.3)
     try:
         r = p.app.state.mixllm.tr.router
-        assert r.lam == 0.3 and r._llms["mid"].output_price == 99.0
+        assert r.lam == 0.3 and r.llm("mid").output_price == 99.0
         assert f"mid: the pool file's prices and latency profile replace the state's (input " \
                f"{pool[1].input_price:g} -> {pool[1].input_price:g}, output " \
                f"{pool[1].output_price:g} -> 99" in caplog.text
@@ -727,6 +727,37 @@ def test_serve_config_is_checked():
                 {"breaker_cooldown_s": float("inf")}, {"quality_range": (1.0, 0.0)}):
         with pytest.raises(ValueError):
             ServeConfig(**bad)
+
+
+def test_encode_inline_chooses_where_a_routed_prompt_is_featurised(backend_server,
+                                                                    monkeypatch):
+    """ServeConfig.encode_inline: on the event loop's thread (True) or a worker thread (False,
+    and by default for an encoder that is not the static one)."""
+    monkeypatch.setenv("MIXLLM_TEST_KEY", "k")
+
+    class Where(HashEncoder):
+        def __init__(self) -> None:
+            super().__init__(16)
+            self.threads: list[threading.Thread] = []
+
+        def encode_with_counts(self, texts):
+            self.threads.append(threading.current_thread())
+            return super().encode_with_counts(texts)
+
+    for setting, on_loop in ((True, True), (False, False), (None, False)):
+        enc = Where()
+        p = Proxy(*make_pool(backend_server.url), encoder=enc, encode_inline=setting)
+        try:
+            enc.threads.clear()
+            _, h = p.chat("mixllm")
+            assert h["x-mixllm-route"] == "routed"
+            assert len(enc.threads) == 1
+            assert (enc.threads[0] is p.server.thread) == on_loop, setting
+        finally:
+            p.stop()
+    for bad in (1, "yes", 0.0):
+        with pytest.raises(ValueError, match="encode_inline"):
+            ServeConfig(encode_inline=bad)
 
 
 def test_breaker_states():

@@ -359,6 +359,13 @@ class Router:
         """The pool's LLMs, in pool order."""
         return [self._llms[n] for n in self.names]
 
+    def llm(self, name: str) -> LLM:
+        """The pool LLM called ``name`` (its prices and latency profile); ``KeyError`` when
+        the pool has none of that name."""
+        if not isinstance(name, str) or name not in self._llms:
+            raise KeyError(f"unknown LLM: {name!r}")
+        return self._llms[name]
+
     def n_observations(self) -> dict[str, int]:
         """Observations (offline and online) each LLM's predictors have seen."""
         with self._membership:

@@ -111,6 +111,12 @@ class ServeConfig:
     drift_window : int
         Window of the per-LLM change detector behind ``mixllm_drift_*`` in ``/metrics``
         (:mod:`mixllm.drift`); 0 turns it off.
+    encode_inline : bool, optional
+        Featurise a routed request on the event loop (``True``) or in a worker thread
+        (``False``). ``None`` (default): on the event loop for the static encoder (~0.1-0.2 ms
+        a prompt, cheaper than the hand-off to a thread), in a thread for any other encoder
+        (a transformer's milliseconds would hold up every other request). Set it for an
+        encoder of your own.
     """
 
     max_body_bytes: int = 1 << 20
@@ -129,8 +135,12 @@ class ServeConfig:
     explore_epsilon: float = 0.0
     explore_seed: int | None = None
     drift_window: int = 200
+    encode_inline: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.encode_inline is not None and not isinstance(self.encode_inline, bool):
+            raise ValueError(f"encode_inline must be True, False or None, got "
+                             f"{self.encode_inline!r}")
         for name in ("max_body_bytes", "max_pending", "latency_halflife", "breaker_failures"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -282,12 +292,10 @@ class _State:
         meta = self.tr.router.metadata.get("quality_range")
         self.quality_range = (float(meta[0]), float(meta[1])) if isinstance(meta, list) \
             and len(meta) == 2 else tuple(map(float, config.quality_range))
-        enc = self.tr._encoder()
-        # A fast encoder (the static table, ~0.1-0.2 ms) runs on the event loop: cheaper than
-        # a hand-off to a worker thread. A transformer runs in a worker thread.
         from ..text.static import StaticEncoder
 
-        self.inline = isinstance(enc, StaticEncoder) or getattr(enc, "inline", False) is True
+        self.inline = isinstance(self.tr.encoder, StaticEncoder) \
+            if config.encode_inline is None else config.encode_inline
         self._load_pending()
 
     def _load_or_new(self, pool: list[LLM], encoder: Encoder | None,
@@ -300,10 +308,10 @@ class _State:
             log.info("loaded router state from %s: %d LLMs (%s), encoder %s, lam %s",
                      self.state_dir, len(stats),
                      ", ".join(f"{n}: {c} obs" for n, c in stats.items()),
-                     _encoder_name(tr._encoder()), router.lam)
+                     _encoder_name(tr.encoder), router.lam)
             for name in router.names:
-                if name in wanted and wanted[name] != router._llms[name]:
-                    was = router._llms[name]
+                if name in wanted and wanted[name] != router.llm(name):
+                    was = router.llm(name)
                     router.update_llm(wanted[name])  # the pool file's prices and profile
                     log.info("%s: the pool file's prices and latency profile replace the "
                              "state's (input %g -> %g, output %g -> %g USD per 1M tokens)",
@@ -331,14 +339,20 @@ class _State:
             cfg = pipeline or PipelineConfig(tags=False, lam=DEFAULT_LAM, alpha=COLD_ALPHA)
             if lam is not None:
                 cfg = dataclasses.replace(cfg, lam=lam)
-            tr = TextRouter(pool, cfg, encoder, feature_map="embedding")
-            dim = int(tr._encoder().encode(["dim"]).shape[1])
-            tr.router = Router(pool, dim, alpha=cfg.alpha, beta=cfg.beta, tau=cfg.tau,
-                               ridge=10.0 if cfg.ridge is None else cfg.ridge, lam=cfg.lam,
-                               cold_ridge=cfg.cold_ridge)
+            if encoder is None:  # TextRouter's default: MiniLM with the user's embedding cache
+                from ..text.onnx import OnnxEncoder, default_cache_dir
+
+                encoder = OnnxEncoder(cache_dir=default_cache_dir())
+            router = Router(pool, int(encoder.dim), alpha=cfg.alpha, beta=cfg.beta,
+                            tau=cfg.tau, ridge=10.0 if cfg.ridge is None else cfg.ridge,
+                            lam=cfg.lam, cold_ridge=cfg.cold_ridge)
+            tr = TextRouter(pool, cfg, encoder, router=router, feature_map="embedding")
             log.info("cold start%s: %d LLMs, encoder %s, lam %s, alpha %s",
                      "" if self.state_dir is None else f" (no state in {self.state_dir} yet)",
-                     len(pool), _encoder_name(tr._encoder()), cfg.lam, cfg.alpha)
+                     len(pool), _encoder_name(encoder), cfg.lam, cfg.alpha)
+        # The first encoding builds what encoders build lazily (the ONNX session's buffers,
+        # the tokenizer's caches): paid here rather than by the first request.
+        tr.featurize("warm-up")
         log.info("routing among %d LLMs: %s", len(pool), ", ".join(m.name for m in pool))
         return tr
 
@@ -530,9 +544,8 @@ class _State:
                  len(self.pending), path, ttl)
 
 
-def _encoder_name(enc: Any) -> str:
-    return (f"{type(enc).__name__} (dim {getattr(enc, 'dim', '?')}, identity "
-            f"{getattr(enc, 'identity', '?')})")
+def _encoder_name(enc: Encoder) -> str:
+    return f"{type(enc).__name__} (dim {enc.dim}, identity {enc.identity})"
 
 
 def _prompt_text(messages: Any) -> str:
