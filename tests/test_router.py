@@ -565,6 +565,34 @@ def test_low_rank_corrections_and_folds_match_reference(backend, rng, dim, max_r
         np.testing.assert_allclose(native.theta(name), a["theta"], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("dim", [1, 7, 17])
+def test_add_arm_state_takes_the_exact_statistics_and_refuses_ainv_theta_natively(rng, dim):
+    """Both engines build an arm from A and b alike; the reference engine resumes from a given
+    inverse and theta (its own saved ones), the native core, which derives them, refuses them
+    (ValueError, pool unchanged) instead of ignoring them."""
+    Z = rng.normal(size=(3 * dim + 2, dim))
+    A = np.eye(dim) * 0.5 + Z.T @ Z
+    b = rng.normal(size=(2, dim))
+    native, ref = _core.Pool(dim, 2, 100), _reference.RefPool(dim, 2, 100)
+    for p in (native, ref):
+        p.add_arm_state("a", A, None, b, None, 7, 3, 1.0, 2.0)
+    a, r = native.arm("a"), ref.arm("a")
+    for key in ("A", "b"):
+        np.testing.assert_array_equal(a[key], r[key])
+    for key in ("Ainv", "theta"):
+        np.testing.assert_allclose(a[key], r[key], rtol=1e-9, atol=1e-10)
+    assert a["n_obs"] == r["n_obs"] == 7
+    given_inv, given_theta = r["Ainv"] * 1.5, r["theta"] + 1.0  # deliberately not A^-1, A^-1 b
+    ref.add_arm_state("kept", A, given_inv, b, given_theta, 7, 3, 1.0, 2.0)
+    np.testing.assert_array_equal(ref.arm("kept")["Ainv"], given_inv)
+    np.testing.assert_array_equal(ref.arm("kept")["theta"], given_theta)
+    version = native.version()
+    for inv, theta in ((r["Ainv"], None), (None, r["theta"]), (r["Ainv"], r["theta"])):
+        with pytest.raises(ValueError, match="pass None for both"):
+            native.add_arm_state("b", A, inv, b, theta, 7, 3, 1.0, 2.0)
+    assert native.names() == ["a"] and native.version() == version
+
+
 def test_fit_shares_one_base_on_full_information_data(rng):
     dim = 24
     native = _core.Pool(dim, 2, 4096)

@@ -237,9 +237,15 @@ void bind_pool(py::module_& m) {
              py::arg("name"), py::arg("ridge"), py::arg("theta0"), py::arg("input_price"),
              py::arg("output_price"))
         .def("add_arm_state",
-             [](Pool& p, const std::string& name, const darray& A, py::object /*Ainv*/,
-                const darray& b, py::object /*theta*/, std::uint64_t n_obs, std::uint64_t since,
-                double in_price, double out_price) {
+             [](Pool& p, const std::string& name, const darray& A, const py::object& Ainv,
+                const darray& b, const py::object& theta, std::uint64_t n_obs,
+                std::uint64_t since, double in_price, double out_price) {
+                 // The slots keep the reference engine's signature (it resumes from its own
+                 // saved inverse); this core factorises A itself, so a value there would be
+                 // ignored: refused instead.
+                 if (!Ainv.is_none() || !theta.is_none())
+                     throw py::value_error("add_arm_state: the native core computes Ainv and "
+                                           "theta exactly from A and b; pass None for both");
                  const std::size_t d = p.dim(), T = p.n_targets();
                  require_shape(A, {d, d}, "A");
                  require_shape(b, {T, d}, "b");
@@ -251,8 +257,8 @@ void bind_pool(py::module_& m) {
              py::arg("name"), py::arg("A"), py::arg("Ainv"), py::arg("b"), py::arg("theta"),
              py::arg("n_obs"), py::arg("since_refactor"), py::arg("input_price"),
              py::arg("output_price"),
-             "New arm from its exact statistics A and b (Ainv and theta, if given, are "
-             "recomputed exactly rather than trusted).")
+             "New arm from its exact statistics A and b, factorised exactly. Ainv and theta "
+             "must be None (ValueError otherwise): the native core derives both from A and b.")
         .def("fit",
              [](Pool& p, const std::vector<std::string>& names, const std::vector<double>& pin,
                 const std::vector<double>& pout, double ridge, const darray& Z, const darray& Y) {

@@ -22,7 +22,7 @@ class Pool:
         ...
     def add_arm_state(self, name: str, A: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Ainv: typing.Any, b: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], theta: typing.Any, n_obs: typing.SupportsInt | typing.SupportsIndex, since_refactor: typing.SupportsInt | typing.SupportsIndex, input_price: typing.SupportsFloat | typing.SupportsIndex, output_price: typing.SupportsFloat | typing.SupportsIndex) -> None:
         """
-        New arm from its exact statistics A and b (Ainv and theta, if given, are recomputed exactly rather than trusted).
+        New arm from its exact statistics A and b, factorised exactly. Ainv and theta must be None (ValueError otherwise): the native core derives both from A and b.
         """
     def arm(self, name: str) -> dict:
         ...
