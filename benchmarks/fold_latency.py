@@ -7,9 +7,14 @@ are Python threads (they share the GIL outside the engine), so the medians inclu
 the GIL; the tail shows whether a fold holds the other thread up (it used to: the O(d^3)
 factorisation ran under the pool's exclusive lock).
 
+``--fold-cost N`` instead times N folds themselves: background folds off, so that the update
+that brings the LLM to ``max_rank`` computes its fold (the factorisation of the new base, its
+triangular inverse and, when due, the floor's and the ceiling's certifications) in the calling
+thread; the figures are those updates' times (the others are ordinary updates).
+
 Usage::
 
-    PYTHONPATH=python python benchmarks/fold_latency.py [--seconds 3]
+    PYTHONPATH=python python benchmarks/fold_latency.py [--seconds 3] [--fold-cost 20]
 """
 
 from __future__ import annotations
@@ -54,10 +59,45 @@ def run(seconds: float = 3.0) -> dict[str, float]:
             "max_us": float(us.max())}
 
 
+def fold_cost(folds: int = 20) -> dict[str, float]:
+    """Times of ``folds`` folds of one LLM, each computed by the update that triggers it."""
+    router, Q = make_router(385, 11, 256, 0)
+    pool = router._pool
+    pool.background_folds = False
+    llm, m = router.names[3], pool.max_rank
+    # With the fold in the updating thread, the update that would bring the LLM to max_rank
+    # folds its corrections and its row (rank 0): the first after m - 1 - r0 updates, then
+    # every m-th.
+    r0 = pool.arm(llm)["rank"]
+    first = m - 1 - r0
+    n = first + (folds - 1) * m + 1
+    times = np.empty(n)
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        router.feedback(Q[i % len(Q)], llm, 0.5, 100.0)
+        times[i] = (time.perf_counter_ns() - t0) / 1e3
+    assert pool.arm(llm)["rank"] == 0, "the folds did not come where expected"
+    is_fold = np.zeros(n, bool)
+    is_fold[first::m] = True
+    f, o = times[is_fold], times[~is_fold]
+    return {"folds": int(is_fold.sum()), "fold_p50_us": float(np.median(f)),
+            "fold_min_us": float(f.min()), "fold_max_us": float(f.max()),
+            "update_p50_us": float(np.median(o))}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=3.0)
-    r = run(p.parse_args().seconds)
+    p.add_argument("--fold-cost", type=int, default=0, metavar="N",
+                   help="time N folds computed in the updating thread instead")
+    args = p.parse_args()
+    if args.fold_cost:
+        c = fold_cost(args.fold_cost)
+        print(f"{c['folds']} folds (d=385): p50 {c['fold_p50_us'] / 1e3:.2f} ms, min "
+              f"{c['fold_min_us'] / 1e3:.2f} ms, max {c['fold_max_us'] / 1e3:.2f} ms; other "
+              f"updates p50 {c['update_p50_us']:.1f} us")
+        return
+    r = run(args.seconds)
     print(f"decisions {r['decisions']}, updates {r['updates']}: p50 {r['p50_us']:.1f} us, "
           f"p99 {r['p99_us']:.1f} us, p99.9 {r['p999_us']:.0f} us, max {r['max_us']:.0f} us")
 

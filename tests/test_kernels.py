@@ -204,6 +204,58 @@ def test_inverse_cholesky_factor_reference(rng):
     np.testing.assert_allclose(R.T @ R, np.linalg.inv(A), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("m", [1, 2, 3, 5, 32, 33])
+@pytest.mark.parametrize("nc", [1, 3, 4, 5, 8, 9, 33])
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 7, 16, 17, 385])
+def test_gemm_nt(backend, rng, m, nc, n):
+    # register tiles of 2 rows x 4 columns x 4 terms: every remainder of each
+    X, Y = rng.normal(size=(m, n)), rng.normal(size=(nc, n))
+    scale = np.abs(X) @ np.abs(Y).T
+    np.testing.assert_array_less(np.abs(_core.k_gemm_nt(X, Y) - X @ Y.T), RTOL * scale + 1e-300)
+
+
+# The blocked factorisations (linalg.cpp; blocks of 32: sizes straddle the block and the
+# tiles) against the reference. Cholesky's backward error is ~n 2^-53 |L||L^T|, so on these
+# well-conditioned matrices (eigenvalues in [1, ~5]) both factors agree to ~n 2^-53 relative.
+FACTOR_SIZES = [1, 2, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 384, 385]
+
+
+@pytest.mark.parametrize("n", FACTOR_SIZES)
+def test_inverse_cholesky_factor(backend, rng, n):
+    A = _spd(rng, n)
+    got = _core.k_inverse_cholesky_factor(A)
+    want = _reference.inverse_cholesky_factor(A)
+    assert np.abs(got - want).max() <= 1e-13 * np.abs(want).max()
+    # exactly lower triangular: R's upper triangle is zero, its diagonal positive
+    R = _reference.unpack_lower(got, n)
+    assert np.all(np.diag(R) > 0.0)
+    np.testing.assert_allclose(R @ A @ R.T, np.eye(n), atol=1e-12 * n)
+
+
+@pytest.mark.parametrize("n", FACTOR_SIZES)
+def test_spd_inverse(backend, rng, n):
+    A = _spd(rng, n)
+    got = _core.k_spd_inverse(A)
+    np.testing.assert_array_equal(got, got.T)
+    want = _reference.spd_inverse(A)
+    assert np.abs(got - want).max() <= 1e-13 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("n", FACTOR_SIZES)
+def test_positive_definite_decides_at_the_smallest_eigenvalue(backend, rng, n):
+    A = _spd(rng, n)
+    lo = np.linalg.eigvalsh(A)[0]
+    assert _core.k_positive_definite(A)
+    assert _core.k_positive_definite(A - 0.99 * lo * np.eye(n))
+    assert not _core.k_positive_definite(A - 1.01 * lo * np.eye(n))
+    assert _core.k_inverse_cholesky_factor(A - 1.01 * lo * np.eye(n)) is None
+    assert _core.k_spd_inverse(A - 1.01 * lo * np.eye(n)) is None
+    # a NaN or an infinite pivot is refused, wherever it is
+    B = A.copy()
+    B[n - 1, n - 1] = np.nan
+    assert not _core.k_positive_definite(B)
+
+
 def test_kernel_shape_errors():
     with pytest.raises(ValueError, match="equal length"):
         _core.k_dot(np.ones(3), np.ones(4))

@@ -155,6 +155,54 @@ void bind_kernels(py::module_& m) {
         return y;
     }, py::arg("M"), py::arg("x"));
 
+    m.def("k_gemm_nt", [](const darray& X, const darray& Y) {
+        require(X.ndim() == 2 && Y.ndim() == 2 && X.shape(1) == Y.shape(1),
+                "X and Y must be 2-d with the same number of columns");
+        const std::size_t m = static_cast<std::size_t>(X.shape(0));
+        const std::size_t nc = static_cast<std::size_t>(Y.shape(0));
+        const std::size_t len = static_cast<std::size_t>(X.shape(1));
+        darray G({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(nc)});
+        double* pg = G.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            mixllm::kernels().gemm_nt(X.data(), len, Y.data(), len, m, nc, len, pg, nc);
+        }
+        return G;
+    }, py::arg("X"), py::arg("Y"), "G = X Y^T by the active backend's gemm_nt.");
+
+    // The factorisations of linalg.hpp on the active backend; None where A is not numerically
+    // positive definite.
+    m.def("k_inverse_cholesky_factor", [](const darray& A) -> py::object {
+        const std::size_t n = square_side(A);
+        darray R(static_cast<py::ssize_t>(mixllm::packed_row(n)));
+        double* pr = R.mutable_data();
+        bool ok = false;
+        {
+            py::gil_scoped_release nogil;
+            std::vector<double> work(2 * n * n);
+            ok = mixllm::inverse_cholesky_factor(A.data(), pr, n, work.data());
+        }
+        return ok ? py::object(R) : py::object(py::none());
+    }, py::arg("A"), "R = L^{-1} (packed lower triangle) for A = L L^T, or None.");
+    m.def("k_spd_inverse", [](const darray& A) -> py::object {
+        const std::size_t n = square_side(A);
+        darray Ainv({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(n)});
+        double* pa = Ainv.mutable_data();
+        bool ok = false;
+        {
+            py::gil_scoped_release nogil;
+            std::vector<double> work(2 * n * n);
+            ok = mixllm::spd_inverse(A.data(), pa, n, work.data());
+        }
+        return ok ? py::object(Ainv) : py::object(py::none());
+    }, py::arg("A"), "A^{-1} of a symmetric positive-definite A, or None.");
+    m.def("k_positive_definite", [](const darray& A) {
+        const std::size_t n = square_side(A);
+        py::gil_scoped_release nogil;
+        std::vector<double> work(n * n);
+        return mixllm::positive_definite(A.data(), n, work.data());
+    }, py::arg("A"), "Whether the Cholesky factorisation of A succeeds.");
+
     m.def("k_pack_panels", [](const darray& Rp, std::size_t n) {
         require(Rp.ndim() == 1 && static_cast<std::size_t>(Rp.shape(0)) == mixllm::packed_row(n),
                 "Rp must hold n(n+1)/2 entries (packed lower triangle)");

@@ -78,20 +78,28 @@ std::shared_ptr<const Base> dense_base(std::vector<double> A, std::size_t d,
     return B;
 }
 
-// A += U^T U for r rows U (r x d): one pass over A with dots of length r (the rows of U^T),
-// instead of r rank-1 passes over the whole of A.
+// A += U^T U for r rows U (r x d): entry (i, j) the dot of rows i and j of U^T, blocks of 32
+// rows of the lower triangle a gemm_nt each (kernels.hpp), mirrored, instead of r rank-1
+// passes over the whole of A.
 void add_gram(std::vector<double>& A, const double* U, std::size_t r, std::size_t d) {
     if (r == 0) return;
     const Kernels& K = kernels();
-    std::vector<double> Ut(d * r);
+    constexpr std::size_t kRows = 32;
+    std::vector<double> Ut(d * r), G(kRows * d);
     for (std::size_t i = 0; i < r; ++i)
         for (std::size_t j = 0; j < d; ++j) Ut[j * r + i] = U[i * d + j];
-    for (std::size_t i = 0; i < d; ++i)
-        for (std::size_t j = 0; j <= i; ++j) {
-            const double v = K.dot(Ut.data() + i * r, Ut.data() + j * r, r);
-            A[i * d + j] += v;
-            if (j != i) A[j * d + i] += v;
+    for (std::size_t i0 = 0; i0 < d; i0 += kRows) {
+        const std::size_t h = std::min(kRows, d - i0), cols = i0 + h;
+        K.gemm_nt(Ut.data() + i0 * r, r, Ut.data(), r, h, cols, r, G.data(), cols);
+        for (std::size_t a = 0; a < h; ++a) {
+            const std::size_t i = i0 + a;
+            for (std::size_t j = 0; j <= i; ++j) {
+                const double v = G[a * cols + j];
+                A[i * d + j] += v;
+                if (j != i) A[j * d + i] += v;
+            }
         }
+    }
 }
 
 std::shared_ptr<const Base> scalar_base(double ridge) {
@@ -121,7 +129,7 @@ double whitened_lambda_max(const Base& W, const std::vector<double>& M, std::siz
     double rho = 0.0;
     for (int it = 0; it < 30; ++it) {
         unwhiten(W, x.data(), y.data(), d);
-        for (std::size_t i = 0; i < d; ++i) z[i] = K.dot(M.data() + i * d, y.data(), d);
+        K.gemv_rect(M.data(), y.data(), z.data(), d, d);
         whiten(W, z.data(), y.data(), d);
         rho = K.dot(x.data(), y.data(), d);
         const double n = std::sqrt(K.dot(y.data(), y.data(), d));

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['MAX_LOG_TOKENS', 'N_TERMS', 'Pool', 'available_backends', 'backend_for', 'cpu_features', 'embed_pool', 'k_dot', 'k_gemv_rect', 'k_pack_panels', 'k_panel_mm', 'k_panel_mm_f32', 'k_panel_mv', 'k_panel_mv_f32', 'k_panel_tmv', 'k_panels_to_f32', 'k_syr', 'set_simd_backend', 'simd_backend']
+__all__: list[str] = ['MAX_LOG_TOKENS', 'N_TERMS', 'Pool', 'available_backends', 'backend_for', 'cpu_features', 'embed_pool', 'k_dot', 'k_gemm_nt', 'k_gemv_rect', 'k_inverse_cholesky_factor', 'k_pack_panels', 'k_panel_mm', 'k_panel_mm_f32', 'k_panel_mv', 'k_panel_mv_f32', 'k_panel_tmv', 'k_panels_to_f32', 'k_positive_definite', 'k_spd_inverse', 'k_syr', 'set_simd_backend', 'simd_backend']
 class Pool:
     """
     Per-LLM online ridge state and MixLLM scoring (see pool.hpp).
@@ -133,8 +133,16 @@ def embed_pool(table: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], w
     """
 def k_dot(a: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], b: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> float:
     ...
+def k_gemm_nt(X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    G = X Y^T by the active backend's gemm_nt.
+    """
 def k_gemv_rect(M: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
     ...
+def k_inverse_cholesky_factor(A: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> typing.Any:
+    """
+    R = L^{-1} (packed lower triangle) for A = L L^T, or None.
+    """
 def k_pack_panels(Rp: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], n: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
     ...
 def k_panel_mm(P: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
@@ -149,6 +157,14 @@ def k_panel_tmv(P: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], x: t
     ...
 def k_panels_to_f32(P: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], n: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
     ...
+def k_positive_definite(A: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> bool:
+    """
+    Whether the Cholesky factorisation of A succeeds.
+    """
+def k_spd_inverse(A: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> typing.Any:
+    """
+    A^{-1} of a symmetric positive-definite A, or None.
+    """
 def k_syr(M: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], u: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], c: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
     ...
 def set_simd_backend(name: str) -> None:

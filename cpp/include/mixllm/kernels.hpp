@@ -28,6 +28,12 @@ struct Kernels {
     // then y_j = the sum of column j's lanes. Streams R once, no horizontal sum inside.
     void (*panel_tmv)(const double* P, const double* x, double* y, std::size_t n, double* work);
     void (*panel_mm)(const double* P, const double* X, std::size_t B, std::size_t n, double* Y);
+    // G_ab = sum_{k<len} X_ak Y_bk for a < m, b < nc (rows of X and Y at strides ldx, ldy; G at
+    // stride ldg): a block of dot products, C = X Y^T. The bulk of the blocked factorisations
+    // (linalg.cpp: Cholesky, triangular inverse, U U^T, the fold's Gram matrix), O(m nc len)
+    // in register tiles so that each load serves several products.
+    void (*gemm_nt)(const double* X, std::size_t ldx, const double* Y, std::size_t ldy,
+                    std::size_t m, std::size_t nc, std::size_t len, double* G, std::size_t ldg);
     // The same two products with the panels stored as float32 (the opt-in reduced-precision
     // scoring of a pool, Pool::set_float32); half the bytes of the float64 panels.
     //   panel_mv_f32 (a decision) keeps the panels in float32: x rounded to float32, float32

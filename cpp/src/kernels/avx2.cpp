@@ -6,6 +6,8 @@
 //                                               broadcast)
 //   panel_tmv  y_j = sum_{i>=j} R_ij x_i      (panel layout: 8-lane accumulators per column)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (panel layout, four queries per pass)
+//   gemm_nt    G_ab = sum_k X_ak Y_bk          (tiles of 2 rows x 4 columns: 8 accumulators,
+//                                               each load of 4 k's serves 2 or 4 products)
 //   panel_mv_f32  the same on float32 panels: float32 products and sums over blocks of 8
 //               columns, the block sums in float64 (two panels a pass)
 //   panel_mm_f32  the same for B queries: entries widened, float64 products (four queries a pass)
@@ -162,6 +164,56 @@ void panel_mm_t(const T* P, const double* X, std::size_t B, std::size_t n, doubl
 
 // y = R^T x: per panel, the 8 values of x it multiplies in two registers, one FMA pair per
 // column into that column's 8-lane accumulator (L1-resident); the lanes summed at the end.
+// The four sums of c0..c3's lanes, as one register [sum c0, sum c1, sum c2, sum c3].
+inline __m256d hsum4(__m256d c0, __m256d c1, __m256d c2, __m256d c3) {
+    const __m256d t0 = _mm256_hadd_pd(c0, c1);  // c0 01, c1 01, c0 23, c1 23
+    const __m256d t1 = _mm256_hadd_pd(c2, c3);
+    return _mm256_add_pd(_mm256_permute2f128_pd(t0, t1, 0x20),
+                         _mm256_permute2f128_pd(t0, t1, 0x31));
+}
+
+// G[a][0..3] for rows x of X against four rows y0..y3 of Y (R rows of X: 1 or 2).
+template <int R>
+inline void tile_nt(const double* x, std::size_t ldx, const double* y, std::size_t ldy,
+                    std::size_t len, double* G, std::size_t ldg) {
+    __m256d c[R][4];
+    for (int a = 0; a < R; ++a)
+        for (int b = 0; b < 4; ++b) c[a][b] = _mm256_setzero_pd();
+    std::size_t k = 0;
+    for (; k + 4 <= len; k += 4) {
+        const __m256d y0 = _mm256_loadu_pd(y + k), y1 = _mm256_loadu_pd(y + ldy + k);
+        const __m256d y2 = _mm256_loadu_pd(y + 2 * ldy + k), y3 = _mm256_loadu_pd(y + 3 * ldy + k);
+        for (int a = 0; a < R; ++a) {
+            const __m256d xa = _mm256_loadu_pd(x + a * ldx + k);
+            c[a][0] = _mm256_fmadd_pd(xa, y0, c[a][0]);
+            c[a][1] = _mm256_fmadd_pd(xa, y1, c[a][1]);
+            c[a][2] = _mm256_fmadd_pd(xa, y2, c[a][2]);
+            c[a][3] = _mm256_fmadd_pd(xa, y3, c[a][3]);
+        }
+    }
+    for (int a = 0; a < R; ++a) {
+        alignas(32) double s[4];
+        _mm256_store_pd(s, hsum4(c[a][0], c[a][1], c[a][2], c[a][3]));
+        for (std::size_t kk = k; kk < len; ++kk)
+            for (int b = 0; b < 4; ++b) s[b] += x[a * ldx + kk] * y[b * ldy + kk];
+        for (int b = 0; b < 4; ++b) G[a * ldg + b] = s[b];
+    }
+}
+
+void gemm_nt(const double* X, std::size_t ldx, const double* Y, std::size_t ldy, std::size_t m,
+             std::size_t nc, std::size_t len, double* G, std::size_t ldg) {
+    const std::size_t nc4 = nc - nc % 4;
+    std::size_t a = 0;
+    for (; a + 2 <= m; a += 2)
+        for (std::size_t b = 0; b < nc4; b += 4)
+            tile_nt<2>(X + a * ldx, ldx, Y + b * ldy, ldy, len, G + a * ldg + b, ldg);
+    for (; a < m; ++a)
+        for (std::size_t b = 0; b < nc4; b += 4)
+            tile_nt<1>(X + a * ldx, ldx, Y + b * ldy, ldy, len, G + a * ldg + b, ldg);
+    for (a = 0; a < m; ++a)
+        for (std::size_t b = nc4; b < nc; ++b) G[a * ldg + b] = dot(X + a * ldx, Y + b * ldy, len);
+}
+
 void panel_tmv(const double* P, const double* x, double* y, std::size_t n, double* work) {
     std::fill(work, work + kPanel * n, 0.0);
     for (std::size_t p = 0; p < panel_count(n); ++p) {
@@ -319,7 +371,7 @@ void embed_pool(const float* T, std::size_t dim, const float* w, const std::int3
 
 const Kernels& avx2_kernels() {
     static const Kernels k{"avx2", dot, syr, gemv_rect, panel_mv, panel_tmv, panel_mm,
-                           panel_mv_f32, panel_mm_f32, embed_pool};
+                           gemm_nt, panel_mv_f32, panel_mm_f32, embed_pool};
     return k;
 }
 

@@ -5,6 +5,7 @@
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (R in the panel layout, kernels.hpp)
 //   panel_tmv  y_j = sum_{i>=j} R_ij x_i      (panel layout: 8-lane accumulators per column)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (R in the panel layout)
+//   gemm_nt    G_ab = sum_k X_ak Y_bk          (one dot a product)
 //   panel_mv_f32  the same on float32 panels: float32 products and sums over blocks of 8
 //               columns, the block sums in float64 (kernels.hpp)
 //   panel_mm_f32  one panel_mv_f32 a query
@@ -72,6 +73,12 @@ void panel_mm(const double* P, const double* X, std::size_t B, std::size_t n, do
 // x rounded to float32, float32 products, each block of 8 columns summed as
 // ((p0+p4)+(p2+p6)) + ((p1+p5)+(p3+p7)) in float32 (zeros past the last column), the block sums
 // added in float64 in column order. Built with -ffp-contract=off: no fused multiply-add.
+void gemm_nt(const double* X, std::size_t ldx, const double* Y, std::size_t ldy, std::size_t m,
+             std::size_t nc, std::size_t len, double* G, std::size_t ldg) {
+    for (std::size_t a = 0; a < m; ++a)
+        for (std::size_t b = 0; b < nc; ++b) G[a * ldg + b] = dot(X + a * ldx, Y + b * ldy, len);
+}
+
 void panel_mv_f32(const float* P, const double* x, double* y, std::size_t n) {
     for (std::size_t p = 0; p < panel_count(n); ++p) {
         const float* Pp = P + panel_offset(p);
@@ -124,7 +131,7 @@ void embed_pool(const float* T, std::size_t dim, const float* w, const std::int3
 
 const Kernels& scalar_kernels() {
     static const Kernels k{"scalar", dot, syr, gemv_rect, panel_mv, panel_tmv, panel_mm,
-                           panel_mv_f32, panel_mm_f32, embed_pool};
+                           gemm_nt, panel_mv_f32, panel_mm_f32, embed_pool};
     return k;
 }
 
