@@ -120,22 +120,65 @@ void whiten(const Base& B, const double* x, double* v, std::size_t d) {
 
 namespace {
 
-// lambda_max of R_W M R_W^T (R_W the inverse factor of base W, M dense d x d) by 30 steps of
-// power iteration; the Rayleigh quotient, <= lambda_max (so a bound from it must be certified).
-// 0 when the iteration breaks down.
+// The largest eigenvalue of the symmetric tridiagonal matrix (diagonal a, off-diagonal b) by
+// bisection on Sturm counts (the number of eigenvalues below x).
+double tridiagonal_max(const std::vector<double>& a, const std::vector<double>& b) {
+    const std::size_t k = a.size();
+    double lo = a[0], hi = a[0];
+    for (std::size_t i = 0; i < k; ++i) {  // Gershgorin's interval
+        const double r = (i > 0 ? std::fabs(b[i - 1]) : 0.0) + (i + 1 < k ? std::fabs(b[i]) : 0.0);
+        lo = std::min(lo, a[i] - r), hi = std::max(hi, a[i] + r);
+    }
+    auto below = [&](double x) {
+        std::size_t n = 0;
+        double q = 1.0;
+        for (std::size_t i = 0; i < k; ++i) {
+            q = a[i] - x - (i > 0 ? b[i - 1] * b[i - 1] / q : 0.0);
+            if (q == 0.0) q = -1e-300;
+            n += q < 0.0;
+        }
+        return n;
+    };
+    for (int it = 0; it < 200 && hi - lo > 1e-15 * std::max(std::fabs(lo), std::fabs(hi)); ++it) {
+        const double mid = 0.5 * (lo + hi);
+        (below(mid) < k ? lo : hi) = mid;
+    }
+    return lo;
+}
+
+// lambda_max of R_W M R_W^T (R_W the inverse factor of base W, M dense d x d) by 20 steps of
+// Lanczos (fully reorthogonalised; the largest Ritz value, <= lambda_max, so a bound from it
+// must be certified). It converges far faster than the power iteration it replaces (30 steps
+// whose estimate was more than 2% low for most ceilings, costing a second Cholesky test).
+// 0 when the iteration breaks down at once.
 double whitened_lambda_max(const Base& W, const std::vector<double>& M, std::size_t d) {
     const Kernels& K = kernels();
-    std::vector<double> x(d, 1.0 / std::sqrt(static_cast<double>(d))), y(d), z(d);
-    double rho = 0.0;
-    for (int it = 0; it < 30; ++it) {
-        unwhiten(W, x.data(), y.data(), d);
+    const std::size_t steps = std::min<std::size_t>(d, 20);
+    std::vector<double> Q(steps * d), y(d), z(d), alpha, beta;
+    for (std::size_t i = 0; i < d; ++i) Q[i] = 1.0 / std::sqrt(static_cast<double>(d));
+    for (std::size_t j = 0; j < steps; ++j) {
+        const double* q = Q.data() + j * d;
+        unwhiten(W, q, y.data(), d);
         K.gemv_rect(M.data(), y.data(), z.data(), d, d);
         whiten(W, z.data(), y.data(), d);
-        rho = K.dot(x.data(), y.data(), d);
+        const double a = K.dot(q, y.data(), d);
+        if (!std::isfinite(a)) break;
+        alpha.push_back(a);
+        if (j + 1 == steps) break;
+        for (std::size_t i = 0; i <= j; ++i) {  // y minus its projections on the basis
+            const double* qi = Q.data() + i * d;
+            const double c = K.dot(qi, y.data(), d);
+            for (std::size_t t = 0; t < d; ++t) y[t] -= c * qi[t];
+        }
         const double n = std::sqrt(K.dot(y.data(), y.data(), d));
-        if (!(n > 0.0) || !std::isfinite(n)) return 0.0;
-        for (std::size_t i = 0; i < d; ++i) x[i] = y[i] / n;
+        if (!(n > 1e-12 * std::fabs(a)) || !std::isfinite(n)) break;  // an invariant subspace
+        beta.push_back(n);
+        double* next = Q.data() + (j + 1) * d;
+        for (std::size_t t = 0; t < d; ++t) next[t] = y[t] / n;
     }
+    if (alpha.empty()) return 0.0;
+    beta.resize(alpha.size() - 1);
+    const double rho = tridiagonal_max(alpha, beta);
     return rho > 0.0 && std::isfinite(rho) ? rho : 0.0;
 }
 

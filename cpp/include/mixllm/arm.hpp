@@ -32,13 +32,13 @@ void add_gram(std::vector<double>& A, const double* U, std::size_t r, std::size_
 void whiten(const Base& B, const double* x, double* v, std::size_t d);
 // out = R^T w.
 void unwhiten(const Base& B, const double* w, double* out, std::size_t d);
-// A floor c > 0 with G >= c S for the arm's base G (Cholesky of G - c S succeeds), from a power
-// iteration's estimate of 1 / lambda_max(R_G S R_G^T) lowered until certified; 1 when G is S;
+// A floor c > 0 with G >= c S for the arm's base G (Cholesky of G - c S succeeds), from a Lanczos
+// estimate (20 steps) of 1 / lambda_max(R_G S R_G^T) lowered until certified; 1 when G is S;
 // 0 when none was found. O(d^3): a fold's cost again at most.
 double certify_floor(const Base& G, const Base& S, std::size_t d);
 
-// A ceiling C with G <= C S (Cholesky of C S - G succeeds), from a power iteration's estimate
-// of lambda_max(R_S G R_S^T) raised until certified; 1 when G is S; 0 when none was found.
+// A ceiling C with G <= C S (Cholesky of C S - G succeeds), from a Lanczos estimate (20
+// steps) of lambda_max(R_S G R_S^T) raised until certified; 1 when G is S; 0 when none was found.
 // O(d^3), as certify_floor.
 double certify_ceiling(const Base& G, const Base& S, std::size_t d);
 // Gershgorin's bound on lambda_max(I + W W^T) of the arm's corrections: max of s.crow, 1 for

@@ -49,7 +49,7 @@
 // So q_k and len_k cost O(T d) per arm whatever its base. The pool keeps one *reference* base
 // S (the offline fit's shared base; on restore, the base most arms share) and every arm a
 // certified *floor* c_k > 0 with G_k >= c_k S (G_k its base; c_k = 1 on S itself), found by a
-// power iteration on R_G S R_G^T and certified by a Cholesky factorisation of G_k - c_k S
+// Lanczos estimate of lambda_max(R_G S R_G^T) and certified by a Cholesky factorisation of G_k - c_k S
 // when the base is built (fit, add, restore: O(d^3), about a fold's cost). A fold only adds
 // to G_k, so its floor stays valid: it is certified again only once the arm's observations
 // have doubled since (O(log n) certifications per arm over a stream of n).
