@@ -204,6 +204,14 @@ def test_inverse_cholesky_factor_reference(rng):
     np.testing.assert_allclose(R.T @ R, np.linalg.inv(A), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("m", [0, 1, 3, 4, 5, 8, 9])  # rows go in fours: every remainder
+def test_gemv_t(backend, rng, n, m):
+    M, x = rng.normal(size=(m, n)), rng.normal(size=m)
+    scale = np.abs(x) @ np.abs(M)
+    np.testing.assert_array_less(np.abs(_core.k_gemv_t(M, x) - x @ M), RTOL * scale + 1e-300)
+
+
 @pytest.mark.parametrize("m", [1, 2, 3, 5, 32, 33])
 @pytest.mark.parametrize("nc", [1, 3, 4, 5, 8, 9, 33])
 @pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 7, 16, 17, 385])

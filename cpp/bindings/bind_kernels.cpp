@@ -155,6 +155,20 @@ void bind_kernels(py::module_& m) {
         return y;
     }, py::arg("M"), py::arg("x"));
 
+    m.def("k_gemv_t", [](const darray& M, const darray& x) {
+        require(M.ndim() == 2 && x.ndim() == 1 && M.shape(0) == x.shape(0),
+                "M must be 2-d with as many rows as x has entries");
+        const std::size_t rows = static_cast<std::size_t>(M.shape(0));
+        const std::size_t n = static_cast<std::size_t>(M.shape(1));
+        darray y(static_cast<py::ssize_t>(n));
+        double* py_ = y.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            mixllm::kernels().gemv_t(M.data(), x.data(), py_, rows, n);
+        }
+        return y;
+    }, py::arg("M"), py::arg("x"));
+
     m.def("k_gemm_nt", [](const darray& X, const darray& Y) {
         require(X.ndim() == 2 && Y.ndim() == 2 && X.shape(1) == Y.shape(1),
                 "X and Y must be 2-d with the same number of columns");

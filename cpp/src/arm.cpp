@@ -316,12 +316,8 @@ bool append_row(ArmState& s, std::size_t d, std::size_t T, std::size_t max_rank,
                 throw std::runtime_error("update of '" + s.name + "' is too large: the "
                                          "statistics would overflow (rescale the targets)");
     // h = A^{-1} u = R^T (w - W^T g), with the rows before this one; theta's step below.
-    std::copy(w, w + d, q);
-    for (std::size_t i = 0; i < r; ++i) {
-        const double gi = g[i];
-        const double* Wi = s.W.data() + i * d;
-        for (std::size_t j = 0; j < d; ++j) q[j] -= gi * Wi[j];
-    }
+    K.gemv_t(s.W.data(), g, h, r, d);  // W^T g (h as scratch)
+    for (std::size_t j = 0; j < d; ++j) q[j] = w[j] - h[j];
     unwhiten(*s.base, q, h, d);
     for (std::size_t t = 0; t < T; ++t) {
         double* th = s.theta.data() + t * d;

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['MAX_LOG_TOKENS', 'N_TERMS', 'Pool', 'available_backends', 'backend_for', 'cpu_features', 'embed_pool', 'k_dot', 'k_gemm_nt', 'k_gemv_rect', 'k_inverse_cholesky_factor', 'k_pack_panels', 'k_panel_mm', 'k_panel_mm_f32', 'k_panel_mv', 'k_panel_mv_f32', 'k_panel_tmv', 'k_panels_to_f32', 'k_positive_definite', 'k_spd_inverse', 'k_syr', 'set_simd_backend', 'simd_backend']
+__all__: list[str] = ['MAX_LOG_TOKENS', 'N_TERMS', 'Pool', 'available_backends', 'backend_for', 'cpu_features', 'embed_pool', 'k_dot', 'k_gemm_nt', 'k_gemv_rect', 'k_gemv_t', 'k_inverse_cholesky_factor', 'k_pack_panels', 'k_panel_mm', 'k_panel_mm_f32', 'k_panel_mv', 'k_panel_mv_f32', 'k_panel_tmv', 'k_panels_to_f32', 'k_positive_definite', 'k_spd_inverse', 'k_syr', 'set_simd_backend', 'simd_backend']
 class Pool:
     """
     Per-LLM online ridge state and MixLLM scoring (see pool.hpp).
@@ -138,6 +138,8 @@ def k_gemm_nt(X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typ
     G = X Y^T by the active backend's gemm_nt.
     """
 def k_gemv_rect(M: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
+    ...
+def k_gemv_t(M: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
     ...
 def k_inverse_cholesky_factor(A: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> typing.Any:
     """

@@ -19,6 +19,9 @@ struct Kernels {
     void (*syr)(double* M, const double* u, double c, std::size_t n);
     // y = M x, M row-major m x n (rectangular: the low-rank corrections W of the pool)
     void (*gemv_rect)(const double* M, const double* x, double* y, std::size_t m, std::size_t n);
+    // y = M^T x, M row-major m x n: y_j = sum_i x_i M_ij, summed over i in order (an
+    // update's W^T g, pool.hpp; each row of M read once, y kept in L1).
+    void (*gemv_t)(const double* M, const double* x, double* y, std::size_t m, std::size_t n);
     // y = R x, and Y_b = R x_b for the B rows of X (row-major B x n) into Y (B x n), R lower
     // triangular n x n in the panel layout (see panel_offset). Panels stream R once per call with no horizontal sums, so these are the
     // hot path of a decision (L2-bandwidth bound) and of a batch (FMA bound).

@@ -2,6 +2,8 @@
 //   dot        s = sum_i a_i b_i
 //   syr        M_ij += c u_i u_j
 //   gemv_rect  y_i = sum_j M_ij x_j            (M m x n, two rows a pass)
+//   gemv_t     y_j = sum_i x_i M_ij            (M m x n: four rows a pass, y in registers per
+//                                               4 columns, the rows' terms added in order)
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (panel layout: two registers a panel, x_j
 //                                               broadcast)
 //   panel_tmv  y_j = sum_{i>=j} R_ij x_i      (panel layout: 8-lane accumulators per column)
@@ -91,6 +93,36 @@ void gemv_rect(const double* M, const double* x, double* y, std::size_t m, std::
 }
 
 // The 8 rows of a panel leave in two registers; rows past n are not written.
+void gemv_t(const double* M, const double* x, double* y, std::size_t m, std::size_t n) {
+    std::fill(y, y + n, 0.0);
+    const std::size_t n4 = n - n % 4;
+    std::size_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+        const double* M0 = M + i * n;
+        const double *M1 = M0 + n, *M2 = M1 + n, *M3 = M2 + n;
+        const __m256d x0 = _mm256_set1_pd(x[i]), x1 = _mm256_set1_pd(x[i + 1]);
+        const __m256d x2 = _mm256_set1_pd(x[i + 2]), x3 = _mm256_set1_pd(x[i + 3]);
+        for (std::size_t j = 0; j < n4; j += 4) {
+            __m256d acc = _mm256_loadu_pd(y + j);
+            acc = _mm256_fmadd_pd(x0, _mm256_loadu_pd(M0 + j), acc);
+            acc = _mm256_fmadd_pd(x1, _mm256_loadu_pd(M1 + j), acc);
+            acc = _mm256_fmadd_pd(x2, _mm256_loadu_pd(M2 + j), acc);
+            acc = _mm256_fmadd_pd(x3, _mm256_loadu_pd(M3 + j), acc);
+            _mm256_storeu_pd(y + j, acc);
+        }
+        for (std::size_t j = n4; j < n; ++j)
+            y[j] = std::fma(x[i + 3], M3[j],
+                            std::fma(x[i + 2], M2[j], std::fma(x[i + 1], M1[j], std::fma(x[i], M0[j], y[j]))));
+    }
+    for (; i < m; ++i) {
+        const double* Mi = M + i * n;
+        const __m256d xi = _mm256_set1_pd(x[i]);
+        for (std::size_t j = 0; j < n4; j += 4)
+            _mm256_storeu_pd(y + j, _mm256_fmadd_pd(xi, _mm256_loadu_pd(Mi + j), _mm256_loadu_pd(y + j)));
+        for (std::size_t j = n4; j < n; ++j) y[j] = std::fma(x[i], Mi[j], y[j]);
+    }
+}
+
 inline void store_panel(double* y, std::size_t p, std::size_t n, __m256d lo, __m256d hi) {
     alignas(32) double t[8];
     _mm256_store_pd(t, lo);
@@ -370,7 +402,7 @@ void embed_pool(const float* T, std::size_t dim, const float* w, const std::int3
 }  // namespace
 
 const Kernels& avx2_kernels() {
-    static const Kernels k{"avx2", dot, syr, gemv_rect, panel_mv, panel_tmv, panel_mm,
+    static const Kernels k{"avx2", dot, syr, gemv_rect, gemv_t, panel_mv, panel_tmv, panel_mm,
                            gemm_nt, panel_mv_f32, panel_mm_f32, embed_pool};
     return k;
 }

@@ -7,6 +7,7 @@
 //                                               four panels a pass sharing each broadcast x_j)
 //   panel_tmv  y_j = sum_{i>=j} R_ij x_i      (panel layout: 8-lane accumulators per column)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (panel layout, eight queries per pass)
+//   gemv_t     avx2.cpp's (an update's W^T g: r x d, read once from L2; not measured on AVX-512)
 //   gemm_nt    avx2.cpp's (256-bit tiles): the factorisations' bulk is FMA-bound, and the
 //              AVX-512 machines this was measured on (Zen 4) issue a 512-bit FMA as two
 //              256-bit halves, so a 512-bit tile would not be faster there; it is also the
@@ -377,7 +378,7 @@ void embed_pool(const float* T, std::size_t dim, const float* w, const std::int3
 }  // namespace
 
 const Kernels& avx512_kernels() {
-    static const Kernels k{"avx512", dot, syr, gemv_rect, panel_mv, panel_tmv, panel_mm,
+    static const Kernels k{"avx512", dot, syr, gemv_rect, avx2_kernels().gemv_t, panel_mv, panel_tmv, panel_mm,
                            avx2_kernels().gemm_nt, panel_mv_f32, panel_mm_f32, embed_pool};
     return k;
 }

@@ -2,6 +2,7 @@
 //   dot        s = sum_i a_i b_i
 //   syr        M_ij += c u_i u_j
 //   gemv_rect  y_i = sum_j M_ij x_j            (M m x n)
+//   gemv_t     y_j = sum_i x_i M_ij            (M m x n, rows in order)
 //   panel_mv   y_i = sum_{j<=i} R_ij x_j       (R in the panel layout, kernels.hpp)
 //   panel_tmv  y_j = sum_{i>=j} R_ij x_i      (panel layout: 8-lane accumulators per column)
 //   panel_mm   Y_bi = sum_{j<=i} R_ij X_bj     (R in the panel layout)
@@ -35,6 +36,15 @@ void syr(double* M, const double* u, double c, std::size_t n) {
 
 void gemv_rect(const double* M, const double* x, double* y, std::size_t m, std::size_t n) {
     for (std::size_t i = 0; i < m; ++i) y[i] = dot(M + i * n, x, n);
+}
+
+void gemv_t(const double* M, const double* x, double* y, std::size_t m, std::size_t n) {
+    std::fill(y, y + n, 0.0);
+    for (std::size_t i = 0; i < m; ++i) {
+        const double xi = x[i];
+        const double* Mi = M + i * n;
+        for (std::size_t j = 0; j < n; ++j) y[j] += xi * Mi[j];
+    }
 }
 
 void panel_mv(const double* P, const double* x, double* y, std::size_t n) {
@@ -130,7 +140,7 @@ void embed_pool(const float* T, std::size_t dim, const float* w, const std::int3
 }  // namespace
 
 const Kernels& scalar_kernels() {
-    static const Kernels k{"scalar", dot, syr, gemv_rect, panel_mv, panel_tmv, panel_mm,
+    static const Kernels k{"scalar", dot, syr, gemv_rect, gemv_t, panel_mv, panel_tmv, panel_mm,
                            gemm_nt, panel_mv_f32, panel_mm_f32, embed_pool};
     return k;
 }
