@@ -21,6 +21,7 @@ class HashEncoder:
 
     max_length = 512
     model_sha256 = "0" * 64
+    additive_counts = True  # a count of words adds over blocks
 
     def __init__(self, dim: int = 32) -> None:
         self.dim = dim

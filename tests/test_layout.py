@@ -91,15 +91,96 @@ def test_decide_is_route_with_its_features_and_one_tokenisation(rng, tags):
     np.testing.assert_array_equal(td.features, x)
     assert td.input_tokens == n_in == len(prompt.split())
     assert td.decision == tr.router.route(x, n_in, lam=0.01) == tr.route(prompt, lam=0.01)
-    # another view embeds a part of the prompt and counts the whole of it
+    # another view embeds a part of the prompt and counts the whole of it: the view's count
+    # with its embedding and the other blocks' alone (counts that add over blocks), ...
     tr.config = PipelineConfig(view="last_block", tags=tags)
     enc.calls.clear()
     td = tr.decide("Examples: 1 + 1 = 2\n\nWhat is 2 + 2?")
-    assert enc.calls == ["encode", "count_tokens"] and td.input_tokens == 11
+    assert enc.calls == ["encode_with_counts", "count_tokens"] and td.input_tokens == 11
+    # ... or, where the encoder does not say its counts add up, the whole prompt apart
+    enc.additive_counts = False
+    enc.calls.clear()
+    assert tr.decide("Examples: 1 + 1 = 2\n\nWhat is 2 + 2?").input_tokens == 11
+    assert enc.calls == ["encode", "count_tokens"]
+    enc.additive_counts = True
+    enc.calls.clear()
+    assert tr.decide("  What is 2 + 2?\n").input_tokens == 5  # one block: nothing else
+    assert enc.calls == ["encode_with_counts"]
     # feedback learns on the features of the decision
     before = tr.router.n_observations()["big"]
     assert tr.feedback(prompt, "big", 1.0, 20) is tr
     assert tr.router.n_observations()["big"] == before + 1
+
+
+class _CountingEncoder(HashEncoder):
+    """The hash embedding with MiniLM's real token counts (what the static encoder counts)."""
+
+    def __init__(self) -> None:
+        from mixllm.text.tokens import _tokenizer, counts_add_at_line_breaks
+
+        super().__init__(8)
+        self.additive_counts = counts_add_at_line_breaks(_tokenizer())
+
+    def _count(self, texts):
+        from mixllm.text.tokens import count_tokens
+
+        return count_tokens(texts)
+
+
+#: Pieces of prompts: words, punctuation, CJK, accents, controls, special tokens, and every
+#: character ``str.isspace`` accepts (what a block's strip removes at a cut).
+_PIECES = ["word", "Wörd", "ÉCOLE", "naïve", "e\u0301", "\u0301", "日本語", "x" * 120, "!?",
+           "(a)", "[SEP]", "[MASK]x", "\x00", "\ufffd", "\u200b", "\x1fz", "A:", "1.5", "\t",
+           "\r\n", "\n", "\n\n", "\n\n\n", " ", *(chr(c) for c in range(0x3001)
+                                        if chr(c).isspace())]
+
+
+def test_minilm_counts_add_over_blocks_for_every_view(rng):
+    from mixllm.text.tokens import _tokenizer, count_tokens, counts_add_at_line_breaks
+
+    assert counts_add_at_line_breaks(_tokenizer())
+    enc = _CountingEncoder()
+    tr = TextRouter([LLM("a", 1, 1)], PipelineConfig(tags=False), enc)
+    tr.fit(rng.normal(size=(4, 8)), rng.random((4, 1)), np.full((4, 1), 5.0), None)
+    prompts = ["".join(rng.choice(_PIECES, size=int(rng.integers(0, 30))))
+               for _ in range(600)]
+    whole = count_tokens(prompts)
+    for view in ("full", "last_block", "first_last"):
+        tr.config = PipelineConfig(view=view, tags=False)
+        got = [tr.featurize(p)[1] for p in prompts]
+        np.testing.assert_array_equal(got, whole, err_msg=view)
+
+
+def test_input_tokens_are_the_whole_prompts_count_on_the_real_prompts(shared_data, rng):
+    from mixllm.data import load_routerbench, load_routerdc
+    from mixllm.text.tokens import count_tokens
+
+    prompts = list(load_routerbench(shared_data / "routerbench_subset").prompts)
+    dc = load_routerdc(shared_data / "routerdc_7llm").prompts
+    prompts += [dc[i] for i in rng.choice(len(dc), 1500, replace=False)]
+    enc = _CountingEncoder()
+    tr = TextRouter([LLM("a", 1, 1)], PipelineConfig(tags=False), enc)
+    tr.fit(rng.normal(size=(4, 8)), rng.random((4, 1)), np.full((4, 1), 5.0), None)
+    whole = count_tokens(prompts)
+    for view in ("last_block", "first_last"):
+        tr.config = PipelineConfig(view=view, tags=False)
+        enc.calls.clear()
+        got = [tr.featurize(p)[1] for p in prompts]
+        np.testing.assert_array_equal(got, whole, err_msg=view)
+        # the few-shot prompts were cut: the other blocks counted apart, nothing twice
+        assert enc.calls.count("count_tokens") > 1000
+        assert enc.calls.count("encode_with_counts") == len(prompts)
+
+
+def test_encoders_on_minilms_tokenizer_say_their_counts_add_up():
+    from mixllm.text.onnx import OnnxEncoder
+    from mixllm.text.static import StaticEncoder, StaticTable
+    from mixllm.text.tokens import DEFAULT_TOKENIZER_FILE, package_file
+
+    tok_json = package_file(DEFAULT_TOKENIZER_FILE).read_bytes()
+    table = StaticTable(np.ones((30522, 3), np.float32), np.ones(30522, np.float32), tok_json)
+    assert StaticEncoder(table).additive_counts is True
+    assert OnnxEncoder().additive_counts is True
 
 
 def test_set_router_checks_what_it_takes(rng):

@@ -34,6 +34,15 @@ class Encoder(Protocol):
         Tokens embedded per text (longer texts are truncated).
     model_sha256 : str
         sha256 of the model (or table) in use.
+
+    Notes
+    -----
+    An encoder may also declare ``additive_counts = True`` (both encoders here do, for
+    MiniLM's tokenizer): :meth:`count_tokens` of a text is then the sum of the counts of its
+    blank-line-separated blocks (:func:`mixllm.text.tokens.counts_add_at_line_breaks`), and
+    :meth:`~mixllm.text.pipeline.TextRouter.featurize` tokenises a prompt once when it
+    embeds a part of it. Without it (it is not a member of the protocol, so older encoders
+    still qualify) the whole prompt is counted apart from the part embedded.
     """
 
     @property

@@ -46,7 +46,8 @@ from tqdm import tqdm
 from .._io import atomic_write, load_npz
 from ..types import EncoderError
 from .encoder import ReadOnly, check_text, check_texts, utf8_texts
-from .tokens import DEFAULT_MODEL_FILE, DEFAULT_TOKENIZER_FILE, package_file
+from .tokens import (DEFAULT_MODEL_FILE, DEFAULT_TOKENIZER_FILE, counts_add_at_line_breaks,
+                     package_file)
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -406,6 +407,7 @@ class OnnxEncoder:
             raise ValueError(f"max_length must exceed the {n_special} special tokens the "
                              f"tokenizer adds, got {max_length}")
         self._max_length = max_length
+        self._additive = counts_add_at_line_breaks(self._counter)
 
         self._session = self._load_session(model_bytes)
         self._feeds = self._check_inputs()
@@ -512,6 +514,9 @@ class OnnxEncoder:
     tokenizer_path = ReadOnly[Path]("_tokenizer_path", "The tokenizer.json file.")
     model_sha256 = ReadOnly[str]("_model_sha", "sha256 of the loaded model file.")
     tokenizer_sha256 = ReadOnly[str]("_tokenizer_sha", "sha256 of the loaded tokenizer file.")
+    additive_counts = ReadOnly[bool]("_additive", "Counts add over a text's blank-line-"
+                                     "separated blocks (:func:`~mixllm.text.tokens."
+                                     "counts_add_at_line_breaks`; MiniLM's tokenizer: true).")
 
     @property
     def identity(self) -> str:

@@ -53,18 +53,29 @@ def prompt_view(text: str, view: str = "last_block") -> str:
     block (the whole prompt when it has one block). ``"first_last"``: the first and the last
     block joined by a blank line (the task's framing and the question).
     """
+    return _view_and_rest(text, view)[0]
+
+
+def _view_and_rest(text: str, view: str) -> tuple[str, str]:
+    """:func:`prompt_view` and the prompt's other blocks, joined by blank lines.
+
+    The two are cut from the prompt at blank lines, with only whitespace between them and
+    around them left out: under an encoder with ``additive_counts``
+    (:func:`mixllm.text.tokens.counts_add_at_line_breaks`) their token counts add up to the
+    prompt's, so the view's count and the rest's count it once.
+    """
     if not isinstance(text, str):
         raise ValueError(f"prompt must be str, got {type(text).__name__}")
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
     if view == "full":
-        return text
+        return text, ""
     blocks = [b.strip() for b in text.replace("\r\n", "\n").split("\n\n") if b.strip()]
     if not blocks:
-        return text.strip()
+        return text.strip(), ""
     if view == "last_block" or len(blocks) == 1:
-        return blocks[-1]
-    return blocks[0] + "\n\n" + blocks[-1]
+        return blocks[-1], "\n\n".join(blocks[:-1])
+    return blocks[0] + "\n\n" + blocks[-1], "\n\n".join(blocks[1:-1])
 
 
 def domain_labels(task: Sequence[str], tags: Sequence[Sequence[str]] | None = None
@@ -360,15 +371,23 @@ class TextRouter:
 
     def featurize(self, prompt: str, input_tokens: float | None = None) -> tuple[np.ndarray, float]:
         """The router features ``(d,)`` of one prompt and its input tokens (counted with the
-        encoder's tokenizer unless given). When the embedded view is the whole prompt, one
-        :meth:`~mixllm.text.encoder.Encoder.encode_with_counts` call gives both."""
+        encoder's tokenizer unless given).
+
+        The prompt is tokenised once: :meth:`~mixllm.text.encoder.Encoder.encode_with_counts`
+        embeds and counts the view, and when the view is a part of the prompt the other
+        blocks are counted by themselves, which is exact for an encoder with
+        ``additive_counts`` (MiniLM's WordPiece). Any other encoder embeds the view and counts
+        the whole prompt apart.
+        """
         enc = self._encoder()
-        text = prompt_view(prompt, self.config.view)
-        if input_tokens is None and text == prompt:
+        text, rest = _view_and_rest(prompt, self.config.view)
+        if input_tokens is not None:
+            return self.features(enc.encode([text]))[0], float(input_tokens)
+        if text == prompt or getattr(enc, "additive_counts", False) is True:
             E, counts = enc.encode_with_counts([text])
-            return self.features(E)[0], float(counts[0])
-        x = self.features(enc.encode([text]))[0]
-        return x, self.input_tokens(prompt) if input_tokens is None else float(input_tokens)
+            n_in = float(counts[0]) + (float(enc.count_tokens([rest])[0]) if rest else 0.0)
+            return self.features(E)[0], n_in
+        return self.features(enc.encode([text]))[0], self.input_tokens(prompt)
 
     def decide(self, prompt: str, lam: float | None = None,
                input_tokens: float | None = None) -> TextDecision:

@@ -54,6 +54,7 @@ from tokenizers import Tokenizer
 from .. import _core
 from .._io import atomic_write, pack_checked, unpack_checked
 from .encoder import ReadOnly, check_text, check_texts
+from .tokens import counts_add_at_line_breaks
 
 __all__ = ["DEFAULT_DIM", "DEFAULT_MAX_LENGTH", "StaticEncoder", "StaticTable", "build_table",
            "default_table_path"]
@@ -281,6 +282,7 @@ class StaticEncoder:
                              f"table only {table.table.shape[0]} rows")
         post = self._tok.post_processor
         self._n_special = 0 if post is None else int(post.num_special_tokens_to_add(False))
+        self._additive = counts_add_at_line_breaks(self._tok)
         self._max_length = int(max_length)
         ident = json.dumps({"format": _ENCODER_FORMAT, "max_length": self._max_length,
                             "spec": {k: v for k, v in table.spec.items()
@@ -295,6 +297,9 @@ class StaticEncoder:
         return self._table.dim
 
     max_length = ReadOnly[int]("_max_length", "Tokens embedded per text.")
+    additive_counts = ReadOnly[bool]("_additive", "Counts add over a text's blank-line-"
+                                     "separated blocks (:func:`~mixllm.text.tokens."
+                                     "counts_add_at_line_breaks`; MiniLM's tokenizer: true).")
     identity = ReadOnly[str]("_identity", "16 hex digits hashing the table's build "
                                           "specification and ``max_length``.")
     model_sha256 = ReadOnly[str]("_table_sha", "sha256 of the table and weights as stored "

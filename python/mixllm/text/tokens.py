@@ -9,15 +9,16 @@ tokenizer; the data readers use it for prompts and responses without recorded to
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable
 from importlib.util import find_spec
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 __all__ = ["DEFAULT_MODEL_FILE", "DEFAULT_TOKENIZER_FILE", "PackageFile", "count_tokens",
-           "count_tokens_or_nan", "package_file"]
+           "count_tokens_or_nan", "counts_add_at_line_breaks", "package_file"]
 
 
 class PackageFile(NamedTuple):
@@ -96,6 +97,34 @@ def count_tokens(texts: Iterable[str]) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     encodings = _tokenizer().encode_batch(texts, add_special_tokens=False)
     return np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(texts))
+
+
+def counts_add_at_line_breaks(tokenizer: Any) -> bool:
+    """Whether a ``tokenizers.Tokenizer`` counts a text as the sum of its parts' counts
+    wherever the text is cut at a run of whitespace holding a line break.
+
+    That is, ``n(a + s + b) == n(a) + n(b)`` for any texts ``a``, ``b`` and any ``s`` of
+    characters that ``str.isspace`` accepts with at least one ``"\\n"`` (no special tokens,
+    no truncation). It holds, and ``True`` is returned, for BERT's pipeline, which MiniLM's
+    ``tokenizer.json`` is: the ``BertNormalizer`` with ``clean_text`` maps every whitespace
+    character to a space and drops every control character (the other ``str.isspace``
+    characters, ``\\x0b``, ``\\x0c``, ``\\x1c``-``\\x1f``, ``\\x85``); its other steps (CJK
+    spacing, lowercasing, accent stripping) act on one character at a time and add no token;
+    ``BertPreTokenizer`` then splits at whitespace, so no word spans ``s``; ``WordPiece``
+    splits each word by itself. An added token holding whitespace could span the cut: such a
+    tokenizer, and every other pipeline, gives ``False`` (the caller counts the whole text).
+    tests/test_layout.py checks the identity for every such character and on real prompts.
+    """
+    try:
+        cfg = json.loads(tokenizer.to_str())
+    except Exception:  # noqa: BLE001 - not a tokenizers.Tokenizer we can read: no promise
+        return False
+    norm, pre, model = cfg.get("normalizer") or {}, cfg.get("pre_tokenizer") or {}, \
+        cfg.get("model") or {}
+    return norm.get("type") == "BertNormalizer" and norm.get("clean_text") is True \
+        and pre.get("type") == "BertPreTokenizer" and model.get("type") == "WordPiece" \
+        and not any(any(c.isspace() for c in str(t.get("content", "")))
+                    for t in cfg.get("added_tokens") or [])
 
 
 def count_tokens_or_nan(texts: np.ndarray) -> np.ndarray:
