@@ -183,6 +183,26 @@ def test_encoders_on_minilms_tokenizer_say_their_counts_add_up():
     assert OnnxEncoder().additive_counts is True
 
 
+def test_learn_takes_a_decision_back_to_the_router_and_the_outcome_memory(rng):
+    pool = [LLM("cheap", 0.1, 0.2), LLM("big", 10.0, 30.0)]
+    tr = TextRouter(pool, PipelineConfig(features="neighbours", neighbours=(3,), ridge=1.0),
+                    HashEncoder(8))
+    tr.fit(rng.normal(size=(20, 8)), rng.random((20, 2)), np.full((20, 2), 50.0), None)
+    td = tr.decide("Examples: 1 + 1 = 2\n\nWhat is 2 + 2?")
+    np.testing.assert_array_equal(td.embedding, tr.encoder.encode(["What is 2 + 2?"])[0])
+    n, obs = len(tr.memory), tr.router.n_observations()["big"]
+    before = tr.memory.features(td.embedding[None])[0]
+    assert tr.learn(td.features, "big", 0.0, 5.0, embedding=td.embedding, weight=0.5) is tr
+    assert len(tr.memory) == n  # a weighted outcome (a thumb): the router only
+    tr.learn(td.features, "big", 1.0, 5.0, embedding=td.embedding)
+    assert len(tr.memory) == n + 1 and tr.router.n_observations()["big"] == obs + 2
+    # the memory holds the outcome at the prompt's embedding, its nearest neighbour now
+    after = tr.memory.features(td.embedding[None])[0]
+    assert after[1] > before[1]  # "big" answered it with quality 1
+    tr.feedback("What is 3 + 3?", "cheap", 1.0, 5.0)  # text: embedded again, learned alike
+    assert len(tr.memory) == n + 2
+
+
 def test_set_router_checks_what_it_takes(rng):
     pool = [LLM("a", 1, 1), LLM("b", 2, 2)]
     tr = TextRouter(pool, PipelineConfig(tags=False), HashEncoder(8))

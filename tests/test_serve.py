@@ -531,6 +531,65 @@ def test_pending_ids_survive_a_restart_within_their_ttl(backend_server, tmp_path
         p.stop()
 
 
+def test_feedback_reaches_the_outcome_memory_across_restarts(backend_server, tmp_path,
+                                                              monkeypatch):
+    """A router on neighbour features: the proxy's feedback is stored in the outcome memory
+    at the routed prompt's embedding (a passthrough's, embedded when saved or answered),
+    after a restart too; a thumb and a version-1 pending file reach the router only."""
+    monkeypatch.setenv("MIXLLM_TEST_KEY", "k")
+    state = tmp_path / "state"
+    pool, backends = make_pool(backend_server.url)
+    rng = np.random.default_rng(1)
+    tr = TextRouter(pool, PipelineConfig(tags=False, features="neighbours", neighbours=(3,),
+                                         ridge=1.0, lam=DEFAULT_LAM), HashEncoder(16))
+    texts = [" ".join(rng.choice(["sum", "list", "movie", "prime", "code"], 5))
+             for _ in range(30)]
+    tr.fit(tr.embed(texts), rng.random((30, 3)), np.full((30, 3), 20.0), None)
+    tr.save(state)
+    p = Proxy(pool, backends, state_dir=state)
+    try:
+        st = p.app.state.mixllm
+        n0, obs0 = len(st.tr.memory), st.tr.router.n_observations()["big"]
+        ids = {t: p.chat(m, t)[1]["x-mixllm-response-id"] for t, m in (
+            ("alpha beta", "mixllm"), ("gamma delta", "big"), ("epsilon zeta", "mixllm"),
+            ("eta theta", "mixllm"))}
+        h = p.chat("mixllm", "iota kappa")[1]
+        assert p.feedback(id=ids["alpha beta"], quality=1.0).status_code == 200
+        assert len(st.tr.memory) == n0 + 1  # a new prompt, stored at its embedding
+        e = HashEncoder(16).encode(["alpha beta"])[0]
+        x = st.tr.features(e[None])[0]
+        assert p.feedback(id=h["x-mixllm-response-id"], thumbs="up").status_code == 200
+        assert len(st.tr.memory) == n0 + 1  # a thumb: the router only
+    finally:
+        p.stop()  # saves the router, the memory and the pending ids with their embeddings
+    p = Proxy(pool, backends, state_dir=state)
+    try:
+        st = p.app.state.mixllm
+        assert len(st.tr.memory) == n0 + 1
+        np.testing.assert_allclose(st.tr.features(e[None])[0], x)  # the memory was saved
+        assert p.feedback(id=ids["gamma delta"], quality=1.0).status_code == 200  # passthrough
+        assert p.feedback(id=ids["epsilon zeta"], quality=0.0).status_code == 200  # routed
+        assert len(st.tr.memory) == n0 + 3
+        assert st.tr.router.n_observations()["big"] >= obs0 + 1
+    finally:
+        p.stop()
+    # a pending file of version 1 (no embeddings) is read: its ids teach the router only
+    with np.load(state / "pending.npz") as z:
+        arrays = {k: z[k] for k in z.files if k != "e"}
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    arrays["meta"] = np.frombuffer(json.dumps({**meta, "format": "mixllm-pending/1"}).encode(),
+                                   np.uint8)
+    np.savez(state / "pending.npz", **arrays)
+    p = Proxy(pool, backends, state_dir=state)
+    try:
+        st = p.app.state.mixllm
+        n = sum(st.tr.router.n_observations().values())
+        assert p.feedback(id=ids["eta theta"], quality=1.0).status_code == 200
+        assert len(st.tr.memory) == n0 + 3 and sum(st.tr.router.n_observations().values()) == n + 1
+    finally:
+        p.stop()
+
+
 # ------------------------------------------------------------------ state: nothing lost, cost-aware
 def _fitted(pool, folder, scale=1.0, best="mid"):
     """A TextRouter fitted on hash embeddings where ``best`` is the best LLM, saved."""

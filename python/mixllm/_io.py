@@ -15,7 +15,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +104,15 @@ def pack_checked(manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray], 
 
 
 def unpack_checked(raw: bytes, source: Any, what: str, *, manifest_key: str = "manifest",
-                   error: type[Exception] = ValueError) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+                   error: type[Exception] = ValueError, format: str | None = None,
+                   versions: Collection[int] = ()
+                   ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read :func:`pack_checked`'s bytes: ``(manifest, arrays)`` once every array matches its
-    sha256 in the manifest, else ``error`` naming ``source`` and what is wrong.
+    sha256 in the manifest (and, with ``format``, the manifest names that format and one of
+    ``versions``), else ``error`` naming ``source`` and what is wrong.
 
-    The manifest itself is not checksummed: its format, version and whatever it says about the
-    arrays are for the caller to check before use.
+    The manifest itself is not checksummed: whatever it says about the arrays is for the
+    caller to check before use.
     """
     try:
         data = load_npz(raw)
@@ -129,4 +132,10 @@ def unpack_checked(raw: bytes, source: Any, what: str, *, manifest_key: str = "m
     for key, arr in data.items():
         if array_sha256(arr) != sums[key]:
             raise error(f"{source}: checksum mismatch in array '{key}' (file corrupted)")
+    if format is not None and manifest.get("format") != format:
+        raise error(f"{source}: not a {what} (format {manifest.get('format')!r}, expected "
+                    f"{format!r})")
+    if format is not None and manifest.get("version") not in versions:
+        raise error(f"{source}: {what} version {manifest.get('version')!r} is not supported "
+                    f"(this mixllm reads versions {list(versions)})")
     return manifest, data

@@ -837,13 +837,9 @@ class Router:
     def from_bytes(cls, raw: bytes, engine: str = "native", *, source: Any = "<bytes>") -> "Router":
         """A router from :meth:`to_bytes`'s content; :class:`StateError` naming ``source`` if bad."""
         path = source
-        manifest, data = unpack_checked(raw, path, "mixllm router file", error=StateError)
-        if manifest.get("format") != FORMAT:
-            raise StateError(f"{path}: not a mixllm router file")
-        version = manifest.get("version")
-        if version not in _READABLE_VERSIONS:
-            raise StateError(f"{path}: format version {version!r} is not supported "
-                             f"(this mixllm reads versions {list(_READABLE_VERSIONS)})")
+        manifest, data = unpack_checked(raw, path, "mixllm router file", error=StateError,
+                                        format=FORMAT, versions=_READABLE_VERSIONS)
+        version = manifest["version"]
         try:
             # The manifest is not checksummed: what it says must agree with the arrays before
             # anything is allocated from it (a huge dim would exhaust memory).

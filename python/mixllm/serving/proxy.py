@@ -45,8 +45,8 @@ from ..types import LLM, Decision
 from ..waiting import WaitTracker
 from .backend import Backend
 
-__all__ = ["COLD_ALPHA", "FeedbackConflict", "ServeConfig", "create_app",
-           "require_serve_extra", "run"]
+__all__ = ["COLD_ALPHA", "FeedbackConflict", "Proxy", "ServeConfig", "create_app",
+           "create_proxy", "require_serve_extra", "run"]
 
 #: LinUCB exploration weight of a cold start (no state): with zero priors every LLM scores the
 #: same predicted quality, so price decides; the bonus of an LLM shrinks as it gets feedback,
@@ -245,10 +245,12 @@ class _Breaker:
 
 @dataclass
 class _Pending:
-    """A response awaiting feedback: the router's features (``x``), or for a passthrough the
-    embedded view of its prompt (``text``), embedded only when feedback comes."""
+    """A response awaiting feedback: the router's features (``x``) and, for a router with an
+    outcome memory, the view's embedding (``e``); or for a passthrough the view of its prompt
+    (``text``), embedded only when feedback comes."""
 
     x: np.ndarray | None
+    e: np.ndarray | None
     text: str | None
     llm: str
     output_tokens: float
@@ -260,7 +262,8 @@ class FeedbackConflict(Exception):
 
 
 _PENDING_FILE = "pending.npz"
-_PENDING_FORMAT = "mixllm-pending/1"
+_PENDING_FORMAT = "mixllm-pending/2"  # 2: the embeddings ``e`` the outcome memory learns at
+_PENDING_READABLE = ("mixllm-pending/1", _PENDING_FORMAT)
 
 
 class _State:
@@ -407,10 +410,16 @@ class _State:
         return [first] + [d.names[k] for k in ranked if d.names[k] != first]
 
     # ------------------------------------------------------------------ feedback
-    def remember(self, rid: str, x: np.ndarray | None, text: str | None, llm: str,
+    def remember(self, rid: str, routed: TextDecision | None, text: str | None, llm: str,
                  output_tokens: float) -> None:
+        """Keep what a feedback on ``rid`` learns on: the decision's features (and embedding,
+        where the outcome memory needs it), or a passthrough's ``text``."""
+        x = e = None
+        if routed is not None:
+            x = routed.features
+            e = routed.embedding if self.tr.memory is not None else None
         with self.lock:
-            self.pending[rid] = _Pending(x, text, llm, output_tokens, time.time())
+            self.pending[rid] = _Pending(x, e, text, llm, output_tokens, time.time())
             self.pending_dirty = True
             while len(self.pending) > self.config.max_pending:
                 self.pending.popitem(last=False)
@@ -437,14 +446,16 @@ class _State:
             while len(self.answered) > self.config.max_pending:
                 self.answered.popitem(last=False)
         try:
-            x = p.x if p.x is not None else self.tr.features(self.tr.embed([p.text]))[0]
-            with self.sync_lock:
-                r = self.tr.router
+            x, e = p.x, p.e
+            if x is None:  # a passthrough: embedded now
+                E = self.tr.embed([p.text])
+                x, e = self.tr.features(E)[0], E[0]
+            with self.sync_lock:  # the router and the outcome memory, as TextRouter.learn does
                 if quality is not None:
-                    r.feedback(x, p.llm, quality, p.output_tokens)
+                    self.tr.learn(x, p.llm, quality, p.output_tokens, embedding=e)
                 else:
-                    r.feedback_thumbs(x, p.llm, bool(up), p.output_tokens,
-                                      weight=self.config.feedback_weight_thumbs)
+                    self.tr.learn(x, p.llm, 1.0 if up else 0.0, p.output_tokens, embedding=e,
+                                  weight=self.config.feedback_weight_thumbs)
         except BaseException:
             with self.lock:  # not learned: the id may be answered again
                 self.answered.pop(rid, None)
@@ -494,17 +505,25 @@ class _State:
         texts = [i for i, (_, p) in enumerate(items) if p.x is None]
         dim = self.tr.router.dim
         X = np.zeros((len(items), dim))
+        # the embeddings, where the outcome memory learns at them (NaN: not kept)
+        Em = np.full((len(items), int(self.tr.encoder.dim) if self.tr.memory is not None
+                      else 0), np.nan, np.float32)
         if texts:  # passthroughs: embedded now, off the request path
-            X[texts] = self.tr.features(self.tr.embed([items[i][1].text for i in texts]))
+            E = self.tr.embed([items[i][1].text for i in texts])
+            X[texts] = self.tr.features(E)
+            if Em.shape[1]:
+                Em[texts] = E
         for i, (_, p) in enumerate(items):
             if p.x is not None:
                 X[i] = p.x
+                if Em.shape[1] and p.e is not None:
+                    Em[i] = p.e
         meta = {"format": _PENDING_FORMAT, "dim": dim}
         buf = io.BytesIO()
         np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
                  ids=np.array([k for k, _ in items], dtype=str).reshape(-1),
                  llms=np.array([p.llm for _, p in items], dtype=str).reshape(-1),
-                 x=X, output_tokens=np.array([p.output_tokens for _, p in items], float),
+                 x=X, e=Em, output_tokens=np.array([p.output_tokens for _, p in items], float),
                  created=np.array([p.created for _, p in items], float),
                  answered=np.array([k for k, _ in answered], dtype=str).reshape(-1),
                  answered_at=np.array([t for _, t in answered], float))
@@ -518,14 +537,17 @@ class _State:
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode())
-                if meta.get("format") != _PENDING_FORMAT:
+                if meta.get("format") not in _PENDING_READABLE:
                     raise ValueError(f"format {meta.get('format')!r}")
                 ids, llms, X = z["ids"], z["llms"], z["x"]
+                # version 1 kept no embeddings: its ids teach the router only
+                Em = z["e"] if "e" in z.files else np.zeros((len(ids), 0), np.float32)
                 out, created = z["output_tokens"], z["created"]
                 answered, answered_at = z["answered"], z["answered_at"]
             if X.shape != (len(ids), self.tr.router.dim) or not (
                     len(ids) == len(llms) == len(out) == len(created)) \
-                    or len(answered) != len(answered_at):
+                    or len(answered) != len(answered_at) or Em.ndim != 2 \
+                    or len(Em) != len(ids) or Em.shape[1] not in (0, int(self.tr.encoder.dim)):
                 raise ValueError("array shapes do not match the router")
         except (OSError, ValueError, KeyError) as exc:
             log.warning("ignored %s: unreadable (%s); earlier response ids take no feedback",
@@ -535,7 +557,8 @@ class _State:
         known = set(self.tr.router.names)
         for i in np.argsort(created, kind="stable"):
             if now - created[i] <= ttl and str(llms[i]) in known:
-                self.pending[str(ids[i])] = _Pending(np.array(X[i]), None, str(llms[i]),
+                e = np.array(Em[i]) if Em.shape[1] and np.isfinite(Em[i]).all() else None
+                self.pending[str(ids[i])] = _Pending(np.array(X[i]), e, None, str(llms[i]),
                                                      float(out[i]), float(created[i]))
         for i in np.argsort(answered_at, kind="stable"):
             if now - answered_at[i] <= ttl:
@@ -632,11 +655,55 @@ class _SSE:
         return self.usage if self.usage is not None else float(self.chunks)
 
 
+class Proxy:
+    """A running proxy: its ASGI :attr:`app` and what a deployment around it does to it.
+
+    Made by :func:`create_proxy`. Requests reach the router through the app only (each routed
+    one by :meth:`TextRouter.decide <mixllm.text.pipeline.TextRouter.decide>`); a deployment
+    of several replicas (:mod:`mixllm.serving.ray_serve`) hands feedback that reached another
+    replica to :meth:`feedback`, the path ``POST /v1/feedback`` takes, and installs merged
+    router state with :meth:`replace_router`.
+    """
+
+    def __init__(self, app: Any, state: _State) -> None:
+        self.app = app
+        self._state = state
+
+    @property
+    def router(self) -> Router:
+        """The router deciding now (replaced by :meth:`replace_router`)."""
+        return self._state.tr.router
+
+    def feedback(self, rid: str, quality: float | None = None, up: bool | None = None) -> str:
+        """Learn a quality (or a thumb, ``up``) for a response id, as ``POST /v1/feedback``
+        does; returns the LLM that answered. ``KeyError``: unknown or expired id;
+        :class:`FeedbackConflict`: already answered; ``ValueError``: quality out of range."""
+        if (quality is None) == (up is None):
+            raise ValueError("feedback takes a quality or a thumb (up), not both")
+        return self._state.feedback(rid, quality, up)
+
+    def replace_router(self, step: Callable[[Router], Router | None]) -> None:
+        """Run ``step(router)`` with learning held off; a router it returns (taking the same
+        features) replaces the current one, with the proxy's present waiting times."""
+        self._state.replace_router(step)
+
+
 def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                state_dir: str | Path | None = None, encoder: Encoder | None = None,
                config: ServeConfig | None = None, pipeline: PipelineConfig | None = None,
                lam: float | None = None, id_prefix: str = "", forward_feedback: Any = None):
-    """The proxy as an ASGI app.
+    """The proxy as an ASGI app: ``create_proxy(...).app`` (the arguments are its)."""
+    return create_proxy(pool, backends, state_dir=state_dir, encoder=encoder, config=config,
+                        pipeline=pipeline, lam=lam, id_prefix=id_prefix,
+                        forward_feedback=forward_feedback).app
+
+
+def create_proxy(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
+                 state_dir: str | Path | None = None, encoder: Encoder | None = None,
+                 config: ServeConfig | None = None, pipeline: PipelineConfig | None = None,
+                 lam: float | None = None, id_prefix: str = "",
+                 forward_feedback: Any = None) -> Proxy:
+    """The proxy: its ASGI app and the handle a deployment keeps (:class:`Proxy`).
 
     Parameters
     ----------
@@ -851,7 +918,7 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
             return _error(400, str(exc))
         headers: dict[str, str] = {}
         rid = f"chatcmpl-mixllm-{id_prefix}{secrets.token_hex(12)}"
-        x: np.ndarray | None = None
+        routed: TextDecision | None = None
         text: str | None = None
         n_in: float | None = None
         if isinstance(model, str) and model in st.active:
@@ -963,7 +1030,7 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                     if n_prompt < 0:  # no usage from the backend: mixllm's own count
                         n_prompt = n_in if n_in is not None else st.tr.input_tokens(prompt)
                     _account(name, n_prompt, n_out, rid)
-                    st.remember(rid, x, text, name, n_out)
+                    st.remember(rid, routed, text, name, n_out)
                     obj["id"] = rid
                     obj["model"] = name
                     return Response(json.dumps(obj).encode(), headers=headers,
@@ -971,7 +1038,7 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                 answered(name, be.model)
                 done = True
                 return StreamingResponse(
-                    _relay(resp, name, rid, x, text, n_in, prompt, finish), headers=headers,
+                    _relay(resp, name, rid, routed, text, n_in, prompt, finish), headers=headers,
                     media_type=resp.headers.get("content-type", "text/event-stream"))
             except (aiohttp.ClientError, asyncio.TimeoutError, _BackendFailed) as exc:
                 if resp is not None:
@@ -1011,7 +1078,7 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
         m_spend.labels(name).inc(cost)
         rec.outcome(rid, name, cost, n_out)
 
-    async def _relay(resp, name: str, rid: str, x: np.ndarray | None, text: str | None,
+    async def _relay(resp, name: str, rid: str, routed: TextDecision | None, text: str | None,
                      n_in: float | None, prompt: str, finish) -> AsyncIterator[bytes]:
         sse = _SSE(rid, name)
         ok = False
@@ -1034,12 +1101,12 @@ def create_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *,
                 if n_in is None:  # a passthrough: counted now, after the stream
                     n_in = st.tr.input_tokens(prompt)
                 _account(name, n_in, sse.output_tokens, rid)
-                st.remember(rid, x, text, name, sse.output_tokens)
+                st.remember(rid, routed, text, name, sse.output_tokens)
             else:
                 breaker.failure(name, time.monotonic())
                 m_req.labels(name, "stream_broken").inc()
 
-    return app
+    return Proxy(app, st)
 
 
 def _recorder(cfg: ServeConfig) -> DecisionRecorder:

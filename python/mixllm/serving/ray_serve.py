@@ -73,7 +73,7 @@ class _Replica:
                  encoder: Encoder | None, config: Any, hub: Any, sync_every_s: float) -> None:
         import ray
 
-        from .proxy import ServeConfig, create_app
+        from .proxy import ServeConfig, create_proxy
 
         self._ray = ray
         self.hub = hub
@@ -82,10 +82,10 @@ class _Replica:
         # Replicas load the state folder but do not write it (concurrent writers would
         # remove each other's files).
         cfg = dataclasses.replace(cfg, save_state=False)
-        self._mixllm_app = create_app(pool, backends, state_dir=state_dir, encoder=encoder, config=cfg,
-                              id_prefix=self.tag + "-", forward_feedback=self._forward)
-        self.st = self._mixllm_app.state.mixllm
-        self.initial = self.st.tr.router.clone()
+        self.proxy = create_proxy(pool, backends, state_dir=state_dir, encoder=encoder,
+                                  config=cfg, id_prefix=self.tag + "-",
+                                  forward_feedback=self._forward)
+        self.initial = self.proxy.router.clone()
         self.last = self.initial.clone()
         self.version = 0
         self.period = float(sync_every_s)
@@ -93,7 +93,7 @@ class _Replica:
         threading.Thread(target=self._loop, daemon=True, name="mixllm-sync").start()
 
     def __serve_build_asgi_app__(self):
-        return self._mixllm_app
+        return self.proxy.app
 
     def __del__(self) -> None:
         stop = getattr(self, "_stop", None)
@@ -116,10 +116,10 @@ class _Replica:
 
     def sync(self) -> None:
         """Learn forwarded feedback, push the local delta, rebuild from the hub's sum."""
-        ray, st = self._ray, self.st
+        ray, proxy = self._ray, self.proxy
         for rid, quality, up in ray.get(self.hub.take.remote(self.tag)):
             try:
-                st.feedback(rid, quality, up)
+                proxy.feedback(rid, quality, up)
             except KeyError:
                 log.warning("forwarded feedback for an expired response id %s", rid)
             except (FeedbackConflict, ValueError) as exc:
@@ -139,7 +139,7 @@ class _Replica:
             self.version = version
             return fresh
 
-        st.replace_router(exchange)
+        proxy.replace_router(exchange)
 
 
 def build_app(pool: Sequence[LLM], backends: Mapping[str, Backend], *, state_dir: Any = None,

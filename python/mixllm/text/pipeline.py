@@ -23,6 +23,7 @@ import math
 import os
 import re
 import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -196,11 +197,15 @@ class TextDecision:
         The router features of the prompt (what :meth:`Router.feedback` learns on).
     input_tokens : float
         The prompt's tokens, as priced in the decision.
+    embedding : ndarray (dim,) float32 or None
+        The encoder's embedding of the prompt's view (what the outcome memory of neighbour
+        features stores an outcome at); :meth:`TextRouter.learn` takes it back.
     """
 
     decision: Decision
     features: np.ndarray
     input_tokens: float
+    embedding: np.ndarray | None = None
 
 
 @dataclass
@@ -219,6 +224,10 @@ class TextRouter:
     memory: OutcomeMemory | None = None
     feature_map: str | None = None
     selection: dict[str, Any] | None = None
+    # The outcome memory's reads (features, save) and writes (learn) are taken one at a time:
+    # the proxy learns in one thread while it routes in others.
+    _memory_lock: threading.Lock = field(default_factory=threading.Lock, init=False,
+                                         repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.encoder is not None and not isinstance(self.encoder, Encoder):
@@ -258,7 +267,8 @@ class TextRouter:
             else:
                 if self.memory is None:
                     raise ValueError("TextRouter is not fitted")
-                out.append(self.memory.features(E))
+                with self._memory_lock:
+                    out.append(self.memory.features(E))
         return out[0] if len(out) == 1 else np.hstack(out)
 
     def _new_transform(self) -> TagTransform:
@@ -379,42 +389,61 @@ class TextRouter:
         ``additive_counts`` (MiniLM's WordPiece). Any other encoder embeds the view and counts
         the whole prompt apart.
         """
+        _, x, n_in = self._featurize(prompt, input_tokens)
+        return x, n_in
+
+    def _featurize(self, prompt: str, input_tokens: float | None
+                   ) -> tuple[np.ndarray, np.ndarray, float]:
+        """:meth:`featurize` with the view's embedding ``(dim,)`` first."""
         enc = self._encoder()
         text, rest = _view_and_rest(prompt, self.config.view)
-        if input_tokens is not None:
-            return self.features(enc.encode([text]))[0], float(input_tokens)
-        if text == prompt or getattr(enc, "additive_counts", False) is True:
+        if input_tokens is None and (text == prompt
+                                     or getattr(enc, "additive_counts", False) is True):
             E, counts = enc.encode_with_counts([text])
             n_in = float(counts[0]) + (float(enc.count_tokens([rest])[0]) if rest else 0.0)
-            return self.features(E)[0], n_in
-        return self.features(enc.encode([text]))[0], self.input_tokens(prompt)
+        else:
+            E = enc.encode([text])
+            n_in = self.input_tokens(prompt) if input_tokens is None else float(input_tokens)
+        return E[0], self.features(E)[0], n_in
 
     def decide(self, prompt: str, lam: float | None = None,
                input_tokens: float | None = None) -> TextDecision:
-        """Route one prompt: the decision with the features and token count it was taken on
-        (see :meth:`featurize`); :meth:`learn` takes them back with the observed outcome."""
+        """Route one prompt: the decision with the features, token count and embedding it was
+        taken on (see :meth:`featurize`); :meth:`learn` takes them back with the outcome."""
         router = self._require()
-        x, n_in = self.featurize(prompt, input_tokens)
-        return TextDecision(router.route(x, n_in, lam=lam), x, n_in)
+        e, x, n_in = self._featurize(prompt, input_tokens)
+        return TextDecision(router.route(x, n_in, lam=lam), x, n_in, e)
 
     def route(self, prompt: str, lam: float | None = None,
               input_tokens: float | None = None) -> Decision:
         """Route one prompt: ``decide(...).decision``."""
         return self.decide(prompt, lam, input_tokens).decision
 
-    def feedback(self, prompt: str, llm: str, quality: float, output_tokens: float) -> "TextRouter":
-        """Learn one observed outcome on a prompt (embedded again; when the features of its
-        decision are at hand, :meth:`Router.feedback` on them saves that). With neighbour
-        features the outcome is also stored in the memory, after the heads learned on the
-        features the prompt had before it (as the training rows, which never count themselves)."""
-        router = self._require()
-        e = self._encoder().encode([prompt_view(prompt, self.config.view)])
-        x = self.features(e)[0]
-        router.feedback(x, llm, quality, output_tokens)
-        # An LLM added after fit has no column in the memory: it learns through its head.
-        if self.memory is not None and llm in self.memory.llms:
-            self.memory.observe(e[0], llm, quality)
+    def learn(self, features: np.ndarray, llm: str, quality: float, output_tokens: float, *,
+              embedding: np.ndarray | None = None, weight: float = 1.0) -> "TextRouter":
+        """Learn one observed outcome of a decision, on what it was taken on.
+
+        The router learns on ``features`` (:attr:`TextDecision.features`; see
+        :meth:`Router.feedback` for ``weight``). With neighbour features the outcome is then
+        stored in the outcome memory at ``embedding`` (:attr:`TextDecision.embedding`), after
+        the heads learned on the features the prompt had before it (as the training rows,
+        which never count themselves). The memory keeps unweighted means, so an outcome of
+        ``weight`` other than 1 (a thumb), one without an embedding, and one of an LLM added
+        after the fit (no column in the memory) reach the router only.
+        """
+        self._require().feedback(features, llm, quality, output_tokens, weight=weight)
+        if self.memory is not None and embedding is not None and weight == 1.0 \
+                and llm in self.memory.llms:
+            with self._memory_lock:
+                self.memory.observe(embedding, llm, quality)
         return self
+
+    def feedback(self, prompt: str, llm: str, quality: float, output_tokens: float) -> "TextRouter":
+        """Learn one observed outcome on a prompt, embedded again (:meth:`learn` on the
+        features and embedding of its decision saves that)."""
+        self._require()
+        e = self._encoder().encode([prompt_view(prompt, self.config.view)])
+        return self.learn(self.features(e)[0], llm, quality, output_tokens, embedding=e[0])
 
     def set_router(self, router: Router) -> Router:
         """Replace the router (a replica adopting the merged state of its peers); returns the
@@ -450,27 +479,24 @@ class TextRouter:
         finally:
             staging.unlink(missing_ok=True)
         files = {router_file: digest}
-        transform_file = None
-        if self.transform is not None:
-            raw = self.transform.to_bytes()
-            digest = hashlib.sha256(raw).hexdigest()
-            transform_file = f"transform.{digest[:16]}.npz"
-            atomic_write(folder / transform_file, raw)
-            files[transform_file] = digest
-        memory_file = None
-        if self.memory is not None:
-            raw = self.memory.to_bytes()
-            digest = hashlib.sha256(raw).hexdigest()
-            memory_file = f"memory.{digest[:16]}.npz"
-            atomic_write(folder / memory_file, raw)
-            files[memory_file] = digest
+        raws = {"transform": None if self.transform is None else self.transform.to_bytes()}
+        with self._memory_lock:
+            raws["memory"] = None if self.memory is None else self.memory.to_bytes()
+        named: dict[str, str | None] = {}
+        for part, raw in raws.items():
+            named[part] = None
+            if raw is not None:
+                digest = hashlib.sha256(raw).hexdigest()
+                named[part] = f"{part}.{digest[:16]}.npz"
+                atomic_write(folder / named[part], raw)
+                files[named[part]] = digest
         fsync_dir(folder)  # the data files are durable before the manifest names them
         enc = self._encoder()
         manifest = {
             "format": _FORMAT, "version": _VERSION, "config": self.config.to_json(),
             "encoder": {"identity": enc.identity, "max_length": enc.max_length,
                         "default_model": _is_default(enc), **_encoder_kind(enc)},
-            "router": router_file, "transform": transform_file, "memory": memory_file,
+            "router": router_file, "transform": named["transform"], "memory": named["memory"],
             "feature_map": self.feature_map, "selection": self.selection, "files": files,
         }
         atomic_write(folder / "manifest.json", json.dumps(manifest, indent=2).encode())

@@ -149,9 +149,8 @@ class StaticTable:
     def load(cls, path: str | os.PathLike) -> "StaticTable":
         """Read and check a table file; ``ValueError`` naming the problem if it is damaged."""
         path = Path(path)
-        meta, arrays = unpack_checked(path.read_bytes(), path, "static table", manifest_key="meta")
-        if meta.get("format") != _TABLE_FORMAT or meta.get("version") != _TABLE_VERSION:
-            raise ValueError(f"{path}: not a {_TABLE_FORMAT} v{_TABLE_VERSION} file")
+        meta, arrays = unpack_checked(path.read_bytes(), path, "static table", manifest_key="meta",
+                                      format=_TABLE_FORMAT, versions=(_TABLE_VERSION,))
         if sorted(arrays) != sorted(_ARRAYS):
             raise ValueError(f"{path}: arrays {sorted(arrays)}, expected {sorted(_ARRAYS)}")
         if arrays["table"].dtype != np.dtype("<f2") or arrays["weights"].dtype != np.dtype("<f4") \

@@ -303,9 +303,8 @@ class TagTransform:
     @classmethod
     def from_bytes(cls, raw: bytes, source: str = "<bytes>") -> "TagTransform":
         """Inverse of :meth:`to_bytes`; raises ``ValueError`` naming ``source`` if bad."""
-        manifest, data = unpack_checked(raw, source, "tag transform")
-        if manifest.get("format") != _FORMAT or manifest.get("version") != _VERSION:
-            raise ValueError(f"{source}: not a version-{_VERSION} mixllm tag transform")
+        manifest, data = unpack_checked(raw, source, "mixllm tag transform", format=_FORMAT,
+                                        versions=(_VERSION,))
         # The manifest itself is not checksummed: check what it says against the arrays.
         try:
             params, domains = manifest["params"], manifest["domains"]
