@@ -7,7 +7,9 @@ Every ``sync_every_s`` it pushes what it learned since its last sync
 everything the hub holds (:meth:`~mixllm.router.Router.apply_delta`, exact). Feedback that
 reaches a replica other than the one that answered (Serve routes each request independently)
 is left in the hub's mailbox for the answering replica, named by the tag in the response id,
-and learned at its next sync. See docs/SERVING.md.
+and learned at its next sync (:meth:`Proxy.feedback <mixllm.serving.proxy.Proxy.feedback>`, the
+path of the proxy's own ``/v1/feedback``). An outcome memory (neighbour features) is not
+merged: each replica's holds the outcomes of its own responses. See docs/SERVING.md.
 
 Needs ``pip install 'mixllm[ray,serve]'``.
 """
