@@ -31,7 +31,7 @@ from mixllm import LLM
 from mixllm.data import DataError, load_pool
 from mixllm.router import DEFAULT_LAM
 from mixllm.serving.backend import Backend, load_backends
-from mixllm.serving.proxy import ServeConfig, create_app
+from mixllm.serving.proxy import FeedbackConflict, ServeConfig, create_app, create_proxy
 from mixllm.text.pipeline import PipelineConfig, TextRouter
 from mixllm.text.static import StaticEncoder
 from fakes import HashEncoder
@@ -419,9 +419,9 @@ def test_replica_hooks_prefix_ids_and_forward_unknown_feedback(backend_server, m
         return rid.startswith("chatcmpl-mixllm-other-")
 
     pool, backends = make_pool(backend_server.url)
-    app = create_app(pool, backends, encoder=HashEncoder(16), id_prefix="mine-",
-                     forward_feedback=forward)
-    server = _Server(app)
+    proxy = create_proxy(pool, backends, encoder=HashEncoder(16), id_prefix="mine-",
+                         forward_feedback=forward)
+    server = _Server(proxy.app)
     try:
         r = httpx.post(server.url + "/v1/chat/completions", timeout=10, json={
             "model": "mid", "messages": [{"role": "user", "content": "hi"}]})
@@ -432,6 +432,24 @@ def test_replica_hooks_prefix_ids_and_forward_unknown_feedback(backend_server, m
         assert post({"id": "chatcmpl-mixllm-gone-1", "quality": 0.5}).status_code == 404
         assert forwarded == [("chatcmpl-mixllm-other-1", None, False),
                              ("chatcmpl-mixllm-gone-1", 0.5, None)]
+        # the handle a replica keeps: the feedback path of /v1/feedback, the router swap
+        r = httpx.post(server.url + "/v1/chat/completions", timeout=10, json={
+            "model": "mixllm", "messages": [{"role": "user", "content": "hi"}]})
+        llm = r.headers["x-mixllm-llm"]
+        n = proxy.router.n_observations()[llm]
+        assert proxy.feedback(r.json()["id"], quality=1.0) == llm
+        assert proxy.router.n_observations()[llm] == n + 1
+        with pytest.raises(FeedbackConflict):
+            proxy.feedback(r.json()["id"], up=True)
+        with pytest.raises(KeyError):
+            proxy.feedback("chatcmpl-mixllm-mine-none", quality=1.0)
+        with pytest.raises(ValueError, match="not both"):
+            proxy.feedback(r.json()["id"], quality=1.0, up=True)
+        fresh = proxy.router.clone()
+        proxy.replace_router(lambda old: fresh)
+        assert proxy.router is fresh
+        proxy.replace_router(lambda old: None)  # nothing to install
+        assert proxy.router is fresh
     finally:
         server.stop()
 
