@@ -11,8 +11,9 @@ choices that turn a prompt into the router's features:
 * the :class:`mixllm.router.Router` over the LLM pool.
 
 :meth:`TextRouter.decide` is the one path from text to decision: the CLI, the proxy and its
-Ray replicas all take it, and it returns the features and the input token count with the
-decision, so that a later feedback learns on exactly what was routed.
+Ray replicas all take it, and it returns the features, the input token count and the view's
+embedding with the decision, so that a later feedback (:meth:`TextRouter.learn`) learns on
+exactly what was routed, in the router and in the outcome memory.
 """
 
 from __future__ import annotations
