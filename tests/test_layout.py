@@ -151,6 +151,7 @@ def test_minilm_counts_add_over_blocks_for_every_view(rng):
         np.testing.assert_array_equal(got, whole, err_msg=view)
 
 
+@pytest.mark.realdata
 def test_input_tokens_are_the_whole_prompts_count_on_the_real_prompts(shared_data, rng):
     from mixllm.data import load_routerbench, load_routerdc
     from mixllm.text.tokens import count_tokens
