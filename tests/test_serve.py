@@ -591,13 +591,23 @@ def test_feedback_reaches_the_outcome_memory_across_restarts(backend_server, tmp
         assert st.tr.router.n_observations()["big"] >= obs0 + 1
     finally:
         p.stop()
-    # a pending file of version 1 (no embeddings) is read: its ids teach the router only
+    # a damaged file (an array that does not match its checksum) is ignored, with a warning
+    good = (state / "pending.npz").read_bytes()
     with np.load(state / "pending.npz") as z:
-        arrays = {k: z[k] for k in z.files if k != "e"}
-    meta = json.loads(bytes(arrays["meta"]).decode())
-    arrays["meta"] = np.frombuffer(json.dumps({**meta, "format": "mixllm-pending/1"}).encode(),
-                                   np.uint8)
-    np.savez(state / "pending.npz", **arrays)
+        arrays = {k: z[k] for k in z.files}
+    np.savez(state / "pending.npz", **{**arrays, "output_tokens": arrays["output_tokens"] + 1})
+    p = Proxy(pool, backends, state_dir=state)
+    try:
+        assert len(p.app.state.mixllm.pending) == 0
+    finally:
+        p.stop()
+    # a pending file of version 1 (unchecked, no embeddings) is read: its ids teach the router
+    # only
+    (state / "pending.npz").write_bytes(good)
+    v1 = {k: v for k, v in arrays.items() if k != "e"}
+    v1["meta"] = np.frombuffer(json.dumps({"format": "mixllm-pending/1", "dim": 16}).encode(),
+                               np.uint8)
+    np.savez(state / "pending.npz", **v1)
     p = Proxy(pool, backends, state_dir=state)
     try:
         st = p.app.state.mixllm

@@ -18,7 +18,6 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import io
 import json
 import logging
 import math
@@ -34,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write
+from .._io import atomic_write, load_npz, pack_checked, unpack_checked
 from ..decision_log import DecisionLogger, DecisionRecorder
 from ..drift import DriftCollector
 from ..exploration import Explorer
@@ -262,8 +261,11 @@ class FeedbackConflict(Exception):
 
 
 _PENDING_FILE = "pending.npz"
-_PENDING_FORMAT = "mixllm-pending/2"  # 2: the embeddings ``e`` the outcome memory learns at
-_PENDING_READABLE = ("mixllm-pending/1", _PENDING_FORMAT)
+# Version 2: the checked format of mixllm._io (a sha256 per array in the manifest) and the
+# embeddings ``e`` the outcome memory learns at. Version 1 ("mixllm-pending/1"): unchecked, no
+# embeddings; still read.
+_PENDING_FORMAT, _PENDING_VERSION = "mixllm-pending", 2
+_PENDING_V1 = "mixllm-pending/1"
 
 
 class _State:
@@ -518,16 +520,16 @@ class _State:
                 X[i] = p.x
                 if Em.shape[1] and p.e is not None:
                     Em[i] = p.e
-        meta = {"format": _PENDING_FORMAT, "dim": dim}
-        buf = io.BytesIO()
-        np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
-                 ids=np.array([k for k, _ in items], dtype=str).reshape(-1),
-                 llms=np.array([p.llm for _, p in items], dtype=str).reshape(-1),
-                 x=X, e=Em, output_tokens=np.array([p.output_tokens for _, p in items], float),
-                 created=np.array([p.created for _, p in items], float),
-                 answered=np.array([k for k, _ in answered], dtype=str).reshape(-1),
-                 answered_at=np.array([t for _, t in answered], float))
-        atomic_write(self.state_dir / _PENDING_FILE, buf.getvalue())
+        arrays = {"ids": np.array([k for k, _ in items], dtype=str).reshape(-1),
+                  "llms": np.array([p.llm for _, p in items], dtype=str).reshape(-1),
+                  "x": X, "e": Em,
+                  "output_tokens": np.array([p.output_tokens for _, p in items], float),
+                  "created": np.array([p.created for _, p in items], float),
+                  "answered": np.array([k for k, _ in answered], dtype=str).reshape(-1),
+                  "answered_at": np.array([t for _, t in answered], float)}
+        meta = {"format": _PENDING_FORMAT, "version": _PENDING_VERSION, "dim": dim}
+        atomic_write(self.state_dir / _PENDING_FILE,
+                     pack_checked(meta, arrays, manifest_key="meta"))
         return len(items)
 
     def _load_pending(self) -> None:
@@ -535,15 +537,17 @@ class _State:
         if path is None or not path.is_file():
             return
         try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(bytes(z["meta"]).decode())
-                if meta.get("format") not in _PENDING_READABLE:
-                    raise ValueError(f"format {meta.get('format')!r}")
-                ids, llms, X = z["ids"], z["llms"], z["x"]
-                # version 1 kept no embeddings: its ids teach the router only
-                Em = z["e"] if "e" in z.files else np.zeros((len(ids), 0), np.float32)
-                out, created = z["output_tokens"], z["created"]
-                answered, answered_at = z["answered"], z["answered_at"]
+            raw = path.read_bytes()
+            z = load_npz(raw)
+            if json.loads(bytes(z["meta"]).decode()).get("format") == _PENDING_V1:
+                # unchecked, and no embeddings: its ids teach the router only
+                z["e"] = np.zeros((len(z["ids"]), 0), np.float32)
+            else:
+                _, z = unpack_checked(raw, path, "pending-ids file", manifest_key="meta",
+                                      format=_PENDING_FORMAT, versions=(_PENDING_VERSION,))
+            ids, llms, X, Em = z["ids"], z["llms"], z["x"], z["e"]
+            out, created = z["output_tokens"], z["created"]
+            answered, answered_at = z["answered"], z["answered_at"]
             if X.shape != (len(ids), self.tr.router.dim) or not (
                     len(ids) == len(llms) == len(out) == len(created)) \
                     or len(answered) != len(answered_at) or Em.ndim != 2 \
