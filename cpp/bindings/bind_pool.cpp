@@ -136,6 +136,7 @@ py::dict snapshot_dict(const mixllm::Snapshot& s, std::size_t d, std::size_t T) 
         e["floor_n"] = a.floor_n;
         e["ceil"] = a.ceil;
         e["ceil_cert"] = a.ceil_cert;
+        e["scale"] = a.scale;
         arms.append(e);
     }
     py::dict out;
@@ -144,6 +145,8 @@ py::dict snapshot_dict(const mixllm::Snapshot& s, std::size_t d, std::size_t T) 
     out["reference"] = s.reference == mixllm::Snapshot::kNoReference
                            ? py::object(py::none())
                            : py::object(py::int_(s.reference));
+    out["discount"] = s.discount;
+    out["prior"] = s.prior;
     return out;
 }
 
@@ -185,10 +188,13 @@ mixllm::Snapshot snapshot_from(const py::dict& d) {
         if (e.contains("floor_n")) a.floor_n = e["floor_n"].cast<std::uint64_t>();
         if (e.contains("ceil")) a.ceil = e["ceil"].cast<double>();
         if (e.contains("ceil_cert")) a.ceil_cert = e["ceil_cert"].cast<double>();
+        if (e.contains("scale")) a.scale = e["scale"].cast<double>();
         s.arms.push_back(std::move(a));
     }
     if (d.contains("reference") && !d["reference"].is_none())
         s.reference = d["reference"].cast<std::size_t>();
+    if (d.contains("discount")) s.discount = d["discount"].cast<double>();
+    if (d.contains("prior")) s.prior = d["prior"].cast<double>();
     return s;
 }
 
@@ -219,6 +225,16 @@ void bind_pool(py::module_& m) {
         .def_property("background_folds", &Pool::background_folds, &Pool::set_background_folds,
                       "Folds computed by a thread of their own (the default; pool.hpp); off, "
                       "the update that reaches max_rank computes its fold.")
+        .def("set_discount",
+             [](Pool& p, double gamma, double ridge) {
+                 translate([&] { p.set_discount(gamma, ridge); });
+             },
+             py::arg("gamma"), py::arg("ridge"),
+             "Forgetting of online observations: gamma in (0, 1] (1: none), the ridge its "
+             "pseudo-rows keep (pool.hpp; mixllm.router's docstring). ValueError, nothing "
+             "changed, for a value out of range.")
+        .def_property_readonly("discount", &Pool::discount,
+                               "The forgetting factor of online observations (1: none).")
         .def("wait_folds", &Pool::wait_folds, py::call_guard<py::gil_scoped_release>(),
              "Block until no background fold of this pool runs.")
         .def("__len__", &Pool::size)

@@ -61,8 +61,7 @@ std::vector<double> base_matrix(const Base& B, std::size_t d) {
     return A;
 }
 
-std::shared_ptr<const Base> dense_base(std::vector<double> A, std::size_t d,
-                                       const std::string& who) {
+std::shared_ptr<Base> dense_base(std::vector<double> A, std::size_t d, const std::string& who) {
     auto B = std::make_shared<Base>();
     B->R.resize(packed_row(d));
     std::vector<double> work(2 * d * d);
@@ -76,6 +75,26 @@ std::shared_ptr<const Base> dense_base(std::vector<double> A, std::size_t d,
     B->A = std::move(A);
     B->id = next_base_id();
     return B;
+}
+
+int renorm_exponent(double c) {
+    // ilogb(c) = e with 2^e <= c < 2^(e+1); m = floor(e / 2).
+    const int e = std::ilogb(c);
+    return e >= 0 ? e / 2 : -((1 - e) / 2);
+}
+
+void scale_base(Base& B, int m, std::size_t d) {
+    if (m == 0) return;
+    const double p = std::ldexp(1.0, 2 * m), q = std::ldexp(1.0, -m);
+    if (B.scalar > 0.0) {
+        B.scalar *= p;
+    } else {
+        for (double& a : B.A) a *= p;
+        for (double& r : B.R) r *= q;
+        pack_panels(B.R.data(), B.P.data(), d);
+        panels_to_f32(B.P.data(), B.P32.data(), d);
+    }
+    B.id = next_base_id();  // whitened copies cached for the old values are not reused
 }
 
 // A += U^T U for r rows U (r x d): entry (i, j) the dot of rows i and j of U^T, blocks of 32
@@ -265,10 +284,18 @@ void refactor(ArmState& s, std::size_t d, std::size_t T) {
     s.since_refactor = 0;
 }
 
-void fold(ArmState& s, std::size_t d, std::size_t T) {
+double fold(ArmState& s, std::size_t d, std::size_t T) {
     const double g = gersh(s);
     std::vector<double> A = base_matrix(*s.base, d);
     add_gram(A, s.U.data(), s.rank, d);
+    // Renormalised: A = c (G + U^T U) = (c / p) (p (G + U^T U)), p a power of 4 (exact).
+    const int m = renorm_exponent(s.scale);
+    const double p = std::ldexp(1.0, 2 * m);
+    if (m != 0) {
+        for (double& a : A) a *= p;
+        for (double& v : s.b) v *= p;
+        s.scale /= p;
+    }
     std::shared_ptr<const Base> B = dense_base(std::move(A), d, s.name);
     std::vector<double> beta(T * d);
     for (std::size_t t = 0; t < T; ++t) whiten(*B, s.b.data() + t * d, beta.data() + t * d, d);
@@ -276,11 +303,13 @@ void fold(ArmState& s, std::size_t d, std::size_t T) {
     s.beta.swap(beta);
     s.rank = 0;
     s.U.clear(), s.W.clear(), s.Cinv.clear(), s.omega.clear(), s.crow.clear();
-    s.ceil = s.ceil > 0.0 ? s.ceil * g : 0.0;
+    s.ceil = s.ceil > 0.0 ? s.ceil * g * p : 0.0;
+    s.ceil_cert *= p;      // the compounding is measured in the same units
     s.theta = theta(s, d, T);
     s.since_refactor = 0;  // a fold is an exact refactorisation
     s.fold_ticket = 0;     // a fold running unlocked on the old base is void
     s.floor = 0.0;         // the caller keeps or certifies the floor (Pool::refloor)
+    return p;
 }
 
 // Appends the row u (whitened w = R u) with targets y: b += y u, beta += y w, omega and the
@@ -389,6 +418,11 @@ ArmView view(const ArmState& s, std::size_t d, std::size_t T) {
     out.n_obs = s.n_obs, out.since_refactor = s.since_refactor, out.rank = r;
     out.A = base_matrix(*s.base, d);
     for (std::size_t j = 0; j < r; ++j) K.syr(out.A.data(), s.U.data() + j * d, 1.0, d);
+    const double c = s.scale;  // A = c (G + U^T U), b = c b~ (pool.hpp, forgetting)
+    if (c != 1.0) {
+        for (double& a : out.A) a *= c;
+        for (double& v : out.b) v *= c;
+    }
     // Ainv = R^T R - Y^T Cinv Y with Y = W R: what the decisions use, drift included.
     out.Ainv.assign(d * d, 0.0);
     if (s.base->scalar > 0.0) {
@@ -412,6 +446,8 @@ ArmView view(const ArmState& s, std::size_t d, std::size_t T) {
             const double ya = Y[j * d + a];
             for (std::size_t c = 0; c < d; ++c) out.Ainv[a * d + c] -= ya * CY[j * d + c];
         }
+    if (c != 1.0)
+        for (double& a : out.Ainv) a /= c;
     out.theta = theta(s, d, T);
     return out;
 }

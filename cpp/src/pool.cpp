@@ -65,7 +65,8 @@ void Pool::certify(ArmState& s) const {
 
 void Pool::refloor(ArmState& s, double old_floor) const {
     s.floor = old_floor;
-    if (floor_due(s)) certify(s);
+    // With forgetting a kept floor decays against the arm's real one: certified at every fold.
+    if (discount_ < 1.0 || floor_due(s)) certify(s);
     receil(s);
 }
 
@@ -78,6 +79,30 @@ void Pool::receil(ArmState& s) const {
         s.ceil = s.ceil_cert = arm::certify_ceiling(*s.base, *reference_, dim_);
         s.ceil_ref = reference_->id;
     }
+}
+
+void Pool::set_discount(double gamma, double ridge) {
+    if (!(gamma > 0.0 && gamma <= 1.0))
+        throw std::invalid_argument("discount must be in (0, 1], got " + std::to_string(gamma));
+    if (!(ridge > 0.0) || !std::isfinite(ridge))
+        throw std::invalid_argument("the discount's ridge must be finite and > 0");
+    // The pseudo-row's squared norm rho / c must stay a row the core accepts.
+    const double rho = (1.0 - gamma) * ridge * static_cast<double>(dim_);
+    if (!(rho / kMinScale <= kMaxRowNorm2))
+        throw std::invalid_argument("the discount's pseudo-rows would be too large: lower ridge");
+    std::unique_lock lock(mu_);
+    discount_ = gamma;
+    prior_ = ridge;
+}
+
+double Pool::discount() const {
+    std::shared_lock lock(mu_);
+    return discount_;
+}
+
+double Pool::discount_prior() const {
+    std::shared_lock lock(mu_);
+    return prior_;
 }
 
 std::shared_ptr<const Base> Pool::scalar_base(double ridge) {
@@ -263,7 +288,7 @@ struct Pool::FoldJob {
     bool due = true;            // the floor is to be certified again
     double old_floor = 0.0, old_ceil = 0.0, old_cert = 0.0;
     // Results (set by the thread that computes them; done and failed under Pool::fold_mu_):
-    std::shared_ptr<const Base> B;
+    std::shared_ptr<Base> B;    // G + rows^T rows, renormalised (scaled) when installed
     double floor = 0.0, ceil = 0.0, cert = 0.0;
     bool done = false, failed = false;
     long pid = 0;  // the process whose thread computes it
@@ -281,7 +306,7 @@ void Pool::fold_prepare(ArmState& s, FoldJob& job, std::size_t r0) const {
     // whenever the job is prepared: a restored copy folds as the original did).
     const std::uint64_t n_at = s.n_obs - std::min<std::uint64_t>(s.n_obs, s.rank - r0);
     job.due = !reference_ || s.floor_ref != reference_->id || s.floor <= 0.0 ||
-              n_at + 1 >= 2 * s.floor_n;
+              n_at + 1 >= 2 * s.floor_n || discount_ < 1.0;
     job.old_floor = s.floor;
     job.r0 = r0;
     if (job.ref && s.ceil_ref == job.ref->id) job.old_ceil = s.ceil, job.old_cert = s.ceil_cert;
@@ -323,21 +348,32 @@ bool Pool::fold_install(const FoldJob& job, const double* u, const double* ys) {
     ArmState& s = *sp;
     ArmState next = s;  // on a copy: a failure leaves the arm as it was
     next.fold_ticket = 0;
+    // Renormalised by p = 4^m at the arm's scale now (pool.hpp): the base, b, the rows that stay
+    // corrections (times 2^m), the floor and the ceiling; all exact, so that nothing changes
+    // but the representation. The scale now is fixed by the stream (the installing update).
+    const int m = arm::renorm_exponent(s.scale);
+    const double p = std::ldexp(1.0, 2 * m), q = std::ldexp(1.0, m);
+    arm::scale_base(*job.B, m, d);
+    next.scale = s.scale / p;
     next.base = job.B;
     next.rank = s.rank - job.r0;
     next.U.assign(s.U.begin() + static_cast<std::ptrdiff_t>(job.r0 * d), s.U.end());
+    if (m != 0)
+        for (double& v : next.U) v *= q;
     next.W.assign(next.rank * d, 0.0);
     for (std::size_t i = 0; i < next.rank; ++i)
         arm::whiten(*job.B, next.U.data() + i * d, next.W.data() + i * d, d);
     if (u != nullptr)
         for (std::size_t t = 0; t < T; ++t)
             for (std::size_t j = 0; j < d; ++j) next.b[t * d + j] += ys[t] * u[j];
+    if (m != 0)
+        for (double& v : next.b) v *= p;
     arm::refactor(next, dim_, n_targets_);
-    next.floor = job.floor;
+    next.floor = job.floor * p;
     next.floor_ref = job.ref ? job.ref->id : 0;
     if (job.due) next.floor_n = next.n_obs + (u != nullptr ? 1 : 0);
-    next.ceil = job.ceil;
-    next.ceil_cert = job.cert;
+    next.ceil = job.ceil * p;
+    next.ceil_cert = job.cert * p;
     next.ceil_ref = job.ref ? job.ref->id : 0;
     for (std::size_t i = 0; i < T * d; ++i)
         if (!std::isfinite(next.b[i]) || !std::isfinite(next.beta[i]))
@@ -507,6 +543,35 @@ void Pool::update(const std::string& name, const double* x, const double* y, dou
     update_impl(name, x, y, weight, true);
 }
 
+// The row sqrt(weight / c) x, c the arm's scale times gamma (pool.hpp, forgetting; 1 without).
+void Pool::append_scaled(ArmState& a, const double* x, const double* v, const double* y,
+                         double weight, double gamma) const {
+    const std::size_t d = dim_, T = n_targets_;
+    thread_local std::vector<double> buf;  // not arm::scratch: the caller holds that one
+    buf.resize(3 * d + T);
+    double *vv = buf.data(), *u = vv + d, *w = u + d, *ys = w + d;
+    auto rows = [&](const ArmState& s, const double* vin) {
+        const double f = std::sqrt(weight / (s.scale * gamma));
+        if (vin == nullptr) {
+            arm::whiten(*s.base, x, vv, d);
+            vin = vv;
+        }
+        for (std::size_t j = 0; j < d; ++j) u[j] = f * x[j], w[j] = f * vin[j];
+        for (std::size_t t = 0; t < T; ++t) ys[t] = f * y[t];
+    };
+    rows(a, v);
+    if (arm::append_row(a, d, T, max_rank_, u, w, ys)) return;
+    // Rare: fold a copy into a fresh base, on which the row is well conditioned.
+    ArmState next = a;
+    const double fl = next.floor;
+    const double p = arm::fold(next, d, T);
+    refloor(next, fl * p);
+    rows(next, nullptr);
+    if (!arm::append_row(next, d, T, max_rank_, u, w, ys))
+        throw std::runtime_error("update of '" + a.name + "' is not numerically valid");
+    a = std::move(next);
+}
+
 void Pool::update_impl(const std::string& name, const double* x, const double* y, double weight,
                        bool fold_unlocked_ok) {
     if (!(weight > 0.0) || !std::isfinite(weight))
@@ -514,47 +579,65 @@ void Pool::update_impl(const std::string& name, const double* x, const double* y
     const std::size_t d = dim_, T = n_targets_;
     std::vector<double>& buf = arm::scratch(3 * d + T);
     double *v = buf.data(), *u = v + d, *w = u + d, *ys = w + d;
-    const double sw = std::sqrt(weight);
     std::unique_lock lock(mu_);
     ArmState& s = *arms_[index_of(name)];
-    if (!cache_get(s.base->id, x, v)) {
+    const double gamma = discount_;
+    const std::uint64_t vbase = s.base->id;
+    if (!cache_get(vbase, x, v)) {
         arm::whiten(*s.base, x, v, d);
-        cache_put(s.base->id, x, v);  // repeated feedback on one query (several LLMs, thumbs)
+        cache_put(vbase, x, v);  // repeated feedback on one query (several LLMs, thumbs)
     }
-    for (std::size_t j = 0; j < d; ++j) u[j] = sw * x[j], w[j] = sw * v[j];
-    for (std::size_t t = 0; t < T; ++t) ys[t] = sw * y[t];
     const bool bg = background_folds();
-    if (!bg && fold_unlocked_ok && s.rank + 1 >= max_rank_ && s.fold_ticket == 0) {
+    if (!bg && fold_unlocked_ok && gamma == 1.0 && s.rank + 1 >= max_rank_ &&
+        s.fold_ticket == 0) {
+        const double f = std::sqrt(weight / s.scale);
+        for (std::size_t j = 0; j < d; ++j) u[j] = f * x[j], w[j] = f * v[j];
+        for (std::size_t t = 0; t < T; ++t) ys[t] = f * y[t];
         if (fold_unlocked(lock, name, u, w, ys)) return;
         update_impl(name, x, y, weight, false);  // the arm changed meanwhile: apply the row here
         return;
     }
+    // With forgetting an observation is two rows (its own, then the prior's pseudo-row), and
+    // with background folds off its fold runs under the lock (pool.hpp).
+    const std::size_t nrows = gamma < 1.0 ? 2 : 1;
+    const std::size_t cap = (!bg && gamma < 1.0) ? max_rank_ : rank_cap();
+    auto renormalise = [&](ArmState& a) {
+        const double fl = a.floor;
+        const double p = arm::fold(a, dim_, n_targets_);
+        refloor(a, fl * p);
+    };
     auto step = [&](ArmState& a) {
-        if (!arm::append_row(a, d, T, max_rank_, u, w, ys)) {
-            // Rare: fold a copy into a fresh base, on which the row is well conditioned.
-            ArmState next = a;
-            const double f = next.floor;
-            arm::fold(next, dim_, n_targets_);
-            refloor(next, f);
-            arm::whiten(*next.base, x, v, d);
-            for (std::size_t j = 0; j < d; ++j) w[j] = sw * v[j];
-            if (!arm::append_row(next, d, T, max_rank_, u, w, ys))
-                throw std::runtime_error("update of '" + a.name + "' is not numerically valid");
-            a = std::move(next);
+        if (a.scale * gamma < kMinScale) renormalise(a);  // before the rows grow too large
+        append_scaled(a, x, a.base->id == vbase ? v : nullptr, y, weight, gamma);
+        if (gamma < 1.0) {
+            // sqrt(rho) e_j, j = n_obs mod d, targets 0; R e_j is column j of R.
+            const std::size_t j = static_cast<std::size_t>(a.n_obs % d);
+            thread_local std::vector<double> e, re, zero;
+            e.assign(d, 0.0), re.assign(d, 0.0), zero.assign(T, 0.0);
+            e[j] = 1.0;
+            const Base& B = *a.base;
+            if (B.scalar > 0.0) {
+                re[j] = 1.0 / std::sqrt(B.scalar);
+            } else {
+                for (std::size_t i = j; i < d; ++i) re[i] = B.R[packed_row(i) + j];
+            }
+            const double rho = (1.0 - gamma) * prior_ * static_cast<double>(d);
+            append_scaled(a, e.data(), re.data(), zero.data(), rho, gamma);
         }
+        a.scale *= gamma;
         ++a.n_obs;
         if (++a.since_refactor >= refactor_every_) arm::refactor(a, dim_, n_targets_);
-        if (a.rank >= rank_cap()) {  // the unlocked fold fell behind
-            const double f = a.floor;
-            arm::fold(a, dim_, n_targets_);
-            refloor(a, f);
-        }
+        if (a.rank + nrows > cap) renormalise(a);  // the unlocked fold fell behind (or none)
     };
     // append_row throws only before it changes anything, but a refactorisation or a fold can
     // fail after the row went in (a factorisation that is not numerically positive definite):
     // those steps run on a copy, so that a failed update leaves the arm exactly as it was.
-    // They come once per refactor_every or max_rank updates, which pays for the copy.
-    if (s.since_refactor + 1 >= refactor_every_ || s.rank + 1 >= rank_cap()) {
+    // They come once per refactor_every or max_rank updates, which pays for the copy. (With
+    // forgetting, a fold needed between the two rows of one observation -- the second row's
+    // bordered inverse inaccurate -- runs on a copy too; should that fold fail, the first row
+    // stays in.)
+    if (s.since_refactor + 1 >= refactor_every_ || s.rank + 2 * nrows > cap ||
+        s.scale * gamma < kMinScale) {
         ArmState next = s;
         step(next);
         s = std::move(next);
@@ -574,6 +657,19 @@ void Pool::update_impl(const std::string& name, const double* x, const double* y
 
 void Pool::update_batch(const std::string& name, const double* X, const double* Y, std::size_t n) {
     const std::size_t d = dim_, T = n_targets_;
+    {
+        // Forgetting is defined observation by observation (and an arm with a scale takes its
+        // rows scaled): one update per row, then the exact refactorisation. Not atomic: a
+        // failure keeps the rows before it.
+        std::shared_lock lock(mu_);
+        const bool rows = discount_ < 1.0 || arms_[index_of(name)]->scale != 1.0;
+        lock.unlock();
+        if (rows) {
+            for (std::size_t r = 0; r < n; ++r) update_impl(name, X + r * d, Y + r * T, 1.0, true);
+            refactor(name);
+            return;
+        }
+    }
     std::unique_lock lock(mu_);
     ArmState& s = *arms_[index_of(name)];
     // Work on a copy so that a failure leaves the arm as it was.

@@ -95,7 +95,8 @@ void Pool::evaluate(const double* X, std::size_t B, F&& per_arm_row) const {
                     for (std::size_t j = 0; j < rk; ++j)
                         for (std::size_t t = 0; t < T; ++t) means[t] -= s.omega[j * T + t] * g[j];
                 }
-                per_arm_row(k, r0 + r, static_cast<const double*>(means), quad);
+                // A = c (G + U^T U) (forgetting; c = 1 without): x^T A^{-1} x = quad / c.
+                per_arm_row(k, r0 + r, static_cast<const double*>(means), quad / s.scale);
             }
         }
     }
@@ -229,16 +230,17 @@ void Pool::score_into(ScoreResult& out, const double* X, std::size_t B, const do
                 w = v;
             }
             const double quad = arm_quad(K, s, w, w == vS ? vvS : K.dot(w, w, d), d, pp, g);
-            bon[k] = std::sqrt(std::max(quad, 0.0));
+            bon[k] = std::sqrt(std::max(quad, 0.0) / s.scale);  // A = c (G + U^T U)
             val[k] = low[k] = score_of(k, bon[k]);
             state[k] = 0;
         };
-        // bonus_k >= |R_S z| / sqrt(C_k gersh_k), C_k the arm's certified ceiling against S
-        // (1 on S itself) and gersh_k Gershgorin's bound on its corrections (A_k <= gersh_k G_k
-        // <= gersh_k C_k S); 0 when no ceiling is known.
+        // bonus_k >= |R_S z| / sqrt(C_k gersh_k c_k), C_k the arm's certified ceiling against
+        // S (1 on S itself), gersh_k Gershgorin's bound on its corrections and c_k its scale
+        // (A_k = c_k (G_k + U_k^T U_k) <= c_k gersh_k G_k <= c_k gersh_k C_k S); 0 when no
+        // ceiling is known.
         auto bonus_low = [&](const ArmState& s) {
             const double c = s.base.get() == S ? 1.0 : s.ceil_ref == S->id ? s.ceil : 0.0;
-            return c > 0.0 ? std::sqrt(vvS / (c * arm::gersh(s))) / slack_lo : 0.0;
+            return c > 0.0 ? std::sqrt(vvS / (c * arm::gersh(s) * s.scale)) / slack_lo : 0.0;
         };
         for (std::size_t k = 0; k < n_arms; ++k) {
             const ArmState& s = *arms_[k];
@@ -251,13 +253,14 @@ void Pool::score_into(ScoreResult& out, const double* X, std::size_t B, const do
             if (exact || S == nullptr || s.base->scalar > 0.0 ||
                 (s.base.get() == S && s.rank == 0)) {
                 refine(k);
-            } else if (s.base.get() == S) {  // A_k = S + U^T U >= S: floor 1, refined in O(r d)
-                bon[k] = std::sqrt(vvS) * slack;
+            } else if (s.base.get() == S) {  // A_k = c_k (S + U^T U) >= c_k S: floor 1 (times
+                                             // the scale), refined in O(r d)
+                bon[k] = std::sqrt(vvS / s.scale) * slack;
                 val[k] = score_of(k, bon[k]);
                 low[k] = score_of(k, bonus_low(s));
                 state[k] = 1;
-            } else if (s.floor > 0.0 && s.floor_ref == S->id) {
-                bon[k] = std::sqrt(vvS / s.floor) * slack;
+            } else if (s.floor > 0.0 && s.floor_ref == S->id) {  // A_k >= c_k floor_k S
+                bon[k] = std::sqrt(vvS / (s.floor * s.scale)) * slack;
                 val[k] = score_of(k, bon[k]);
                 low[k] = score_of(k, bonus_low(s));
                 state[k] = 1;

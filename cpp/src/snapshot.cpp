@@ -20,6 +20,7 @@ std::unique_ptr<Pool> Pool::clone() const {
     p->set_exact_bonus(exact_bonus());
     p->set_background_folds(background_folds());
     std::shared_lock lock(mu_);
+    p->discount_ = discount_, p->prior_ = prior_;
     for (const auto& a : arms_) {
         p->arms_.push_back(std::make_unique<ArmState>(*a));
         p->arms_.back()->fold_ticket = 0;  // the original's fold does not install in the copy
@@ -33,6 +34,7 @@ Snapshot Pool::snapshot() const {
     wait_folds();
     std::shared_lock lock(mu_);
     Snapshot out;
+    out.discount = discount_, out.prior = prior_;
     std::vector<const Base*> seen;
     for (const auto& a : arms_) {
         std::size_t i = 0;
@@ -61,6 +63,11 @@ std::unique_ptr<Pool> Pool::from_snapshot(std::size_t dim, std::size_t n_targets
     auto p = std::make_unique<Pool>(dim, n_targets, refactor_every, max_rank);
     const std::size_t d = dim, T = n_targets;
     auto bad = [](const std::string& what) { throw std::invalid_argument("snapshot: " + what); };
+    try {
+        p->set_discount(s.discount, s.prior);
+    } catch (const std::invalid_argument& e) {
+        bad(e.what());
+    }
     std::vector<std::shared_ptr<const Base>> bases;
     for (Base& b : s.bases) {
         if (b.scalar > 0.0) {
@@ -86,6 +93,8 @@ std::unique_ptr<Pool> Pool::from_snapshot(std::size_t dim, std::size_t n_targets
             a.Cinv.size() != r * r || a.b.size() != T * d || a.beta.size() != T * d ||
             a.omega.size() != r * T)
             bad("arrays of '" + a.name + "' have the wrong size");
+        // The scale of a forgetting arm (pool.hpp); files without one hold 1.
+        if (!(a.scale > 0.0) || !std::isfinite(a.scale)) bad("scale of '" + a.name + "'");
         for (const auto& other : p->arms_)
             if (other->name == a.name) bad("duplicate LLM '" + a.name + "'");
         a.base = bases[s.arm_base[k]];

@@ -52,6 +52,10 @@ class Pool:
         ...
     def score(self, X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], input_tokens: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], inv_lam: typing.SupportsFloat | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, beta: typing.SupportsFloat | typing.SupportsIndex, tau: typing.SupportsFloat | typing.SupportsIndex, with_terms: bool = False) -> tuple[numpy.typing.NDArray[numpy.int64], typing.Any, list[str]]:
         ...
+    def set_discount(self, gamma: typing.SupportsFloat | typing.SupportsIndex, ridge: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        """
+        Forgetting of online observations: gamma in (0, 1] (1: none), the ridge its pseudo-rows keep (pool.hpp; mixllm.router's docstring). ValueError, nothing changed, for a value out of range.
+        """
     def set_prices(self, name: str, input_price: typing.SupportsFloat | typing.SupportsIndex, output_price: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     def set_wait(self, name: str, seconds: typing.SupportsFloat | typing.SupportsIndex) -> None:
@@ -85,6 +89,11 @@ class Pool:
     @property
     def dim(self) -> int:
         ...
+    @property
+    def discount(self) -> float:
+        """
+        The forgetting factor of online observations (1: none).
+        """
     @property
     def exact_bonus(self) -> bool:
         """

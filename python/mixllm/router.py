@@ -28,11 +28,14 @@ decay as ``gamma^n``: directions the queries never excite (the tag features' dom
 probabilities sum to the intercept) then go singular after a long stream. The pseudo-row form
 stays two rank-1 terms per observation, so it keeps the engines' exact rank-1 updates.
 
-Only the reference engine forgets today (the native engine refuses ``discount < 1``). The
-native form planned for it: with ``A_k = c_k (G + U^T U)`` and ``b_k = c_k b~_k``, a discount is
-``c_k <- gamma c_k`` and both rows enter scaled by ``1 / sqrt(c_k)`` (``theta`` is unchanged by
-the common scale, the bonus is divided by ``sqrt(c_k)``), renormalised (``c_k = 1``) at folds:
-O(1) more per update besides the second row.
+Both engines forget. The native form (``cpp/include/mixllm/pool.hpp``): with ``A_k = c_k (G +
+U^T U)`` and ``b_k = c_k b~_k``, a discount is ``c_k <- gamma c_k`` and both rows enter scaled by
+``1 / sqrt(c_k)`` (``theta`` is unchanged by the common scale, the bonus is divided by
+``sqrt(c_k)``, and so are the certified bounds the decisions prune with), renormalised at folds
+by the power of 4 at or below ``c_k`` (exact): O(1) more per update besides the second row. The
+online updates stay exact rank-1 steps, so the native engine follows the reference one to
+rounding; an offline :meth:`Router.fit` is not discounted (in either engine), and replicas of a
+forgetting router cannot be merged (:meth:`Router.export_delta` refuses).
 """
 
 from __future__ import annotations
@@ -155,8 +158,8 @@ class Router:
         about 1e-6 relative of ``"float64"``'s, the same float64 learned state.
     discount : float
         Forgetting factor ``gamma`` in (0, 1] of online observations (see the module
-        docstring); 1 (the default) forgets nothing. Forgetting is implemented by the
-        reference engine; the native engine refuses ``discount < 1`` (``ValueError``).
+        docstring); 1 (the default) forgets nothing. Both engines forget (the native one
+        with a per-LLM scale, see the module docstring).
 
     Notes
     -----
@@ -190,7 +193,7 @@ class Router:
         if engine not in ("native", "reference"):
             raise ValueError(f"engine must be 'native' or 'reference', got {engine!r}")
         _check_precision(precision, engine)
-        self._discount = _check_discount(discount, engine)
+        self._discount = _check_discount(discount)
         self.dim = int(dim)
         self.alpha = alpha
         self.beta = beta
@@ -262,6 +265,7 @@ class Router:
         if self.engine == "native":
             pool = _core.Pool(self._zdim, 2, self.refactor_every)
             pool.float32 = self._precision == "float32"
+            pool.set_discount(self.discount, self.ridge)
             return pool
         pool = _reference.RefPool(self._zdim, 2, self.refactor_every)
         pool.set_discount(self.discount, self.ridge)
@@ -813,7 +817,8 @@ class Router:
                                              "floor": float(a["floor"]),
                                              "floor_n": int(a["floor_n"]),
                                              "ceil": float(a["ceil"]),
-                                             "ceil_cert": float(a["ceil_cert"])})
+                                             "ceil_cert": float(a["ceil_cert"]),
+                                             "scale": float(a["scale"])})
                 for key in _NATIVE_ARM_ARRAYS + ("theta",):
                     arrays[f"native.arm{k}.{key}"] = a[key]
         manifest = {
@@ -902,6 +907,8 @@ def _native_pool_from(router: Router, manifest: dict, llms: list[LLM], data: dic
                    "R": data[f"native.base{i}.R"]} for i, b in enumerate(es["bases"])],
         "arms": [],
         "reference": None if es.get("reference") is None else _count(es["reference"]),
+        # Forgetting: the discount and its ridge, from the configuration (the arms' scales below).
+        "discount": router.discount, "prior": router.ridge,
     }
     for k, (llm, e, a) in enumerate(zip(llms, manifest["llms"], es["arms"])):
         arm = {key: data[f"native.arm{k}.{key}"] for key in _NATIVE_ARM_ARRAYS}
@@ -916,6 +923,8 @@ def _native_pool_from(router: Router, manifest: dict, llms: list[LLM], data: dic
         if "ceil" in a:
             arm.update(ceil=_check_scalar("ceil", a["ceil"], low=0.0),
                        ceil_cert=_check_scalar("ceil_cert", a.get("ceil_cert", 0.0), low=0.0))
+        if "scale" in a:  # a forgetting LLM's scale (files before it hold none: 1)
+            arm.update(scale=_check_scalar("scale", a["scale"], low=0.0, strict=True))
         state["arms"].append(arm)
     if len(state["arms"]) != len(llms):
         raise ValueError("engine state does not match the pool")
@@ -937,13 +946,10 @@ def _check_precision(v: Any, engine: str) -> None:
         raise ValueError("precision='float32' needs the native engine")
 
 
-def _check_discount(v: Any, engine: str) -> float:
+def _check_discount(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
             or not 0.0 < float(v) <= 1.0:
         raise ValueError(f"discount must be a number in (0, 1], got {v!r}")
-    if float(v) < 1.0 and engine != "reference":
-        raise ValueError("forgetting (discount < 1) is implemented by the reference engine "
-                         "only: use Router(..., engine='reference')")
     return float(v)
 
 

@@ -22,8 +22,12 @@ std::uint64_t next_version();
 std::vector<double> base_matrix(const Base& B, std::size_t d);
 // A base G = A, factorised exactly (R, its panels, float32 panels); throws std::runtime_error
 // naming `who` when A is not numerically positive definite.
-std::shared_ptr<const Base> dense_base(std::vector<double> A, std::size_t d,
-                                       const std::string& who);
+std::shared_ptr<Base> dense_base(std::vector<double> A, std::size_t d, const std::string& who);
+// The exponent m of the renormalisation of an arm with scale c (pool.hpp): 4^m <= c < 4^(m+1).
+int renorm_exponent(double c);
+// G <- 4^m G in place, exactly (A times 4^m, R and its panels times 2^-m, float32 panels
+// derived again), with a new id.
+void scale_base(Base& B, int m, std::size_t d);
 // A base G = ridge * I.
 std::shared_ptr<const Base> scalar_base(double ridge);
 // A += U^T U for r rows U (r x d).
@@ -54,7 +58,9 @@ void correction_rows(ArmState& s, std::size_t d);
 void refactor(ArmState& s, std::size_t d, std::size_t T);
 // A = G + U^T U formed and factorised into a base of the arm's own; rank 0. The ceiling
 // compounds: the new base is <= gersh(s) G <= gersh(s) ceil S (the caller may certify it).
-void fold(ArmState& s, std::size_t d, std::size_t T);
+// Renormalised (pool.hpp): the new base is 4^m (G + U^T U), m = renorm_exponent(scale), the
+// scale, b and the ceiling follow; returns 4^m, by which the caller scales a kept floor.
+double fold(ArmState& s, std::size_t d, std::size_t T);
 // Appends the row u (whitened w = R u) with targets y; theta takes one recursive-least-squares
 // step (theta += A'^{-1} u (y - theta u)^T, A' = A + u u^T: O(d^2/2 + r d)). Returns false, s untouched, when the
 // bordered inverse would not be accurate on this base (the caller folds and retries); throws

@@ -81,6 +81,33 @@
 // (and the score from it): >= the exact bonus, equal for every refined arm -- the chosen one
 // included unless its bounds alone decided. exact_bonus (the oracle, an option) refines every
 // arm.
+//
+// Forgetting (set_discount(gamma, ridge), gamma < 1; python/mixllm/router.py defines it): an
+// observation of arm k with weight w makes
+//   A_k <- gamma A_k + w x x^T + rho e_j e_j^T,   b_k <- gamma b_k + w y x^T
+// (rho = (1 - gamma) ridge d, j = n_obs_k mod d). Each arm carries a scale c_k > 0 with
+//   A_k = c_k (G_k + U_k^T U_k),   b_k = c_k b~_k          (b the stored b~; c_k = 1 without)
+// so that a discount is c_k <- gamma c_k and the two rows enter as sqrt(w / c_k) x (targets
+// sqrt(w / c_k) y) and sqrt(rho / c_k) e_j (targets 0), c_k the scale after the discount:
+// O(1) more per update besides the second row. theta_k = A_k^{-1} b_k does not see the common
+// scale; the bonus is sqrt(quad / c_k) with quad = x^T (G_k + U_k^T U_k)^{-1} x as above. Every
+// bound scales alike: A_k >= c_k floor_k S and A_k <= c_k C_k gersh_k S, so the decisions use
+// floor_k c_k and C_k c_k where they used floor_k and C_k (and c_k for an arm on S itself).
+// Renormalisation: rows grow as c_k^{-1/2} while c_k decays, so every fold writes the new base
+// as p (G + U^T U) with p = 4^m the power of 4 at or below the arm's scale at installation
+// (c_k becomes c_k / p, in [1, 4)); the rows that stay corrections are multiplied by 2^m, b~ and
+// the floor and ceiling by p. Scaling by powers of two is exact, so a renormalisation changes
+// no value: a background fold computes G + U^T U without the lock and is scaled as it is
+// installed (at the update fixed by the stream, so a restored copy renormalises as the original
+// did). The Woodbury form's accuracy rests on the rows' sizes against the base's (C_k = I +
+// W_k W_k^T conditions as |W_k|^2, which grows as 1 / c_k): at c_k = 2^-15 theta was off by
+// 1e-4 relative in a test with gamma = 0.4, 2e-9 with the rule that follows. An update that
+// would take c_k below kMinScale = 2^-8 folds the arm first, under the lock; between folds an
+// arm takes at most max_rank / 2 observations, so with gamma >= 2^(-16 / max_rank) (0.89 at
+// max_rank 96) that never happens. With forgetting the floor is certified again at every
+// fold (a kept floor would decay as gamma per observation against the arm's real one), and
+// with background folds off the fold runs under the lock (the order of observations matters
+// to forgetting, so the row that reaches max_rank cannot wait outside it).
 #pragma once
 
 #include <cstddef>
@@ -156,6 +183,8 @@ struct ArmState {
     std::uint64_t ceil_ref = 0;   // id of the S that ceil bounds against
     std::vector<double> crow;     // rank: row sums of |I + W W^T| (Gershgorin: lambda_max(C_k)
                                   // <= max crow), kept as rows are appended
+    double scale = 1.0;           // c > 0: A = c (G + U^T U), b = c (the stored b) (forgetting;
+                                  // 1 without; persisted)
 };
 
 // One arm as dense matrices (inspection, persistence, the reference engine); O(d^3).
@@ -190,6 +219,7 @@ struct Snapshot {
     // kNoReference: restore then takes the base most arms share and certifies every floor.
     static constexpr std::size_t kNoReference = ~std::size_t{0};
     std::size_t reference = kNoReference;
+    double discount = 1.0, prior = 1.0;  // Pool::set_discount's gamma and ridge
 };
 
 // Arms are addressed by name, so that a concurrent add or remove can never make an index
@@ -228,6 +258,13 @@ class Pool {
     // reaches 2 max_rank first. Off: the updating thread computes the fold itself, with the
     // lock released (the fold happens at the same update every time: tests of its cadence).
     void set_background_folds(bool on) { bg_.store(on, std::memory_order_relaxed); }
+    // Forgetting of online observations (see above): gamma in (0, 1] (1: none) and the ridge
+    // its pseudo-rows keep. std::invalid_argument, nothing changed, for a value out of range.
+    void set_discount(double gamma, double ridge);
+    double discount() const;
+    double discount_prior() const;
+    // The scale below which an update renormalises the arm first (see above).
+    static constexpr double kMinScale = 0x1p-8;
     bool background_folds() const { return bg_.load(std::memory_order_relaxed); }
     // Blocks until no background fold of this pool runs (snapshot, clone and the destructor
     // call it first, so that a copy holds every fold started before it).
@@ -327,6 +364,11 @@ class Pool {
                        const double* u, const double* wu, const double* ys);
     void update_impl(const std::string& name, const double* x, const double* y, double weight,
                      bool fold_unlocked_ok);
+    // Appends the row sqrt(weight / c) x (targets sqrt(weight / c) y; c = the arm's scale times
+    // gamma), v = R x on the arm's base (or nullptr), folding a copy first when the bordered
+    // inverse would not be accurate; caller holds the lock.
+    void append_scaled(ArmState& a, const double* x, const double* v, const double* y,
+                       double weight, double gamma) const;
     std::shared_ptr<const Base> scalar_base(double ridge);  // caller holds the lock
     bool cache_get(std::uint64_t base_id, const double* x, double* v) const;
     void cache_put(std::uint64_t base_id, const double* x, const double* v) const;
@@ -340,6 +382,7 @@ class Pool {
     std::uint64_t version_ = 0;
     std::atomic<bool> f32_{false};
     std::atomic<bool> bg_{true};
+    double discount_ = 1.0, prior_ = 1.0;  // under mu_
     mutable std::shared_mutex mu_;
     // Background folds: how many run, in which process (a forked child has none of them).
     mutable std::mutex fold_mu_;
