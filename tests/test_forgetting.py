@@ -170,6 +170,8 @@ def test_saved_forgetting_router_learns_bit_for_bit(backend, rng, tmp_path, back
     assert len(sa["bases"]) == len(sb["bases"])
     for ea, eb in zip(sa["arms"], sb["arms"]):
         assert ea["scale"] == eb["scale"] and ea["rank"] == eb["rank"]
+        for key in ("floor", "floor_n", "ceil", "ceil_cert"):
+            assert ea[key] == eb[key], key
         for key in ("U", "W", "Cinv", "b", "beta", "omega", "theta"):
             np.testing.assert_array_equal(ea[key], eb[key], err_msg=key)
     for ba, bb in zip(sa["bases"], sb["bases"]):

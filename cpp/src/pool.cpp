@@ -66,7 +66,7 @@ void Pool::certify(ArmState& s) const {
 void Pool::refloor(ArmState& s, double old_floor) const {
     s.floor = old_floor;
     // With forgetting a kept floor decays against the arm's real one: certified at every fold.
-    if (discount_ < 1.0 || floor_due(s)) certify(s);
+    if (floor_due(s)) certify(s);
     receil(s);
 }
 
@@ -304,9 +304,11 @@ void Pool::fold_prepare(ArmState& s, FoldJob& job, std::size_t r0) const {
     job.old = s.base;
     // Due by the observations the arm had when its first r0 rows were all it held (the same
     // whenever the job is prepared: a restored copy folds as the original did).
-    const std::uint64_t n_at = s.n_obs - std::min<std::uint64_t>(s.n_obs, s.rank - r0);
+    // (With forgetting an observation is two rows.)
+    const std::uint64_t after = (s.rank - r0) / (discount_ < 1.0 ? 2 : 1);
+    const std::uint64_t n_at = s.n_obs - std::min<std::uint64_t>(s.n_obs, after);
     job.due = !reference_ || s.floor_ref != reference_->id || s.floor <= 0.0 ||
-              n_at + 1 >= 2 * s.floor_n || discount_ < 1.0;
+              n_at + 1 >= 2 * s.floor_n || floor_decayed(n_at, s.floor_n);
     job.old_floor = s.floor;
     job.r0 = r0;
     if (job.ref && s.ceil_ref == job.ref->id) job.old_ceil = s.ceil, job.old_cert = s.ceil_cert;

@@ -805,7 +805,9 @@ class Router:
             snap = pool.snapshot()
             # Version 3: the reference base and each arm's certified floor and ceiling (the
             # bound-and-refine decisions' derived state, kept so that a restored router reports
-            # the same terms; a file without the ceilings has them certified again on load).
+            # the same terms; a file without the ceilings has them certified again on load),
+            # and each arm's scale (forgetting: A = scale (G + U^T U); 1 without, and in files
+            # written before it, which a forgetting native router could not have written).
             engine_state = {"max_rank": int(pool.max_rank), "bases": [], "arms": [],
                             "reference": snap["reference"]}
             for i, b in enumerate(snap["bases"]):

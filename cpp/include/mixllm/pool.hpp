@@ -104,12 +104,16 @@
 // 1e-4 relative in a test with gamma = 0.4, 2e-9 with the rule that follows. An update that
 // would take c_k below kMinScale = 2^-8 folds the arm first, under the lock; between folds an
 // arm takes at most max_rank / 2 observations, so with gamma >= 2^(-16 / max_rank) (0.89 at
-// max_rank 96) that never happens. With forgetting the floor is certified again at every
-// fold (a kept floor would decay as gamma per observation against the arm's real one), and
-// with background folds off the fold runs under the lock (the order of observations matters
-// to forgetting, so the row that reaches max_rank cannot wait outside it).
+// max_rank 96) that never happens. The floor kept through a fold keeps c_k floor_k (what the
+// decisions use) as it was while the arm's real A_k does not decay on average, so with
+// forgetting it is also certified again at the first fold after gamma^(observations since) <
+// 1/2; a background fold is installed 2 max(1, max_rank / 4) rows later (as many
+// observations as without forgetting); and with background folds off the fold runs under the
+// lock (the order of observations matters to forgetting, so the row that reaches max_rank
+// cannot wait outside it).
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <atomic>
@@ -348,7 +352,14 @@ class Pool {
     }
     bool floor_due(const ArmState& s) const {
         return !reference_ || s.floor_ref != reference_->id || s.floor <= 0.0 ||
-               s.n_obs + 1 >= 2 * s.floor_n;
+               s.n_obs + 1 >= 2 * s.floor_n || floor_decayed(s.n_obs, s.floor_n);
+    }
+    // With forgetting, c floor (the bound the decisions use; a renormalisation leaves it as
+    // it is) decays as gamma per observation against the arm's real A: certified again once
+    // it has halved since the floor was certified, gamma^(n - floor_n) < 1/2.
+    bool floor_decayed(std::uint64_t n, std::uint64_t floor_n) const {
+        return discount_ < 1.0 && n > floor_n &&
+               std::pow(discount_, static_cast<double>(n - floor_n)) < 0.5;
     }
     // Corrections an arm may hold: max_rank, plus as many again while its fold runs unlocked.
     std::size_t rank_cap() const { return 2 * max_rank_; }
@@ -356,7 +367,11 @@ class Pool {
     void fold_prepare(ArmState& s, FoldJob& job, std::size_t r0) const;
     void finish_fold(ArmState& s);
     // Rows appended between a background fold's start and its installation.
-    std::size_t fold_lag() const { return std::max<std::size_t>(1, max_rank_ / 4); }
+    // With forgetting an observation is two rows: the lag doubles, so that a fold has as many
+    // observations' time to finish.
+    std::size_t fold_lag() const {
+        return std::max<std::size_t>(1, max_rank_ / 4) * (discount_ < 1.0 ? 2 : 1);
+    }
     void fold_compute(FoldJob& job) const;
     bool fold_install(const FoldJob& job, const double* u, const double* ys);
     void schedule_fold(ArmState& s);
