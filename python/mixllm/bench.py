@@ -119,11 +119,12 @@ def _make_data(d: int, k: int, n_queries: int, seed: int):
     return pool, X, quality, tokens, Q
 
 
-def make_router(d: int, k: int, n_queries: int = 256, seed: int = 0) -> tuple[Router, np.ndarray]:
+def make_router(d: int, k: int, n_queries: int = 256, seed: int = 0,
+                discount: float = 1.0) -> tuple[Router, np.ndarray]:
     """A router fitted on ``2 d`` full-information rows (``d - 1`` features + intercept),
-    and ``n_queries`` unit-norm queries."""
+    and ``n_queries`` unit-norm queries; ``discount`` its forgetting of online feedback."""
     pool, X, quality, tokens, Q = _make_data(d, k, n_queries, seed)
-    router = Router(pool, d - 1, alpha=0.1)
+    router = Router(pool, d - 1, alpha=0.1, discount=discount)
     router.fit(X, quality, tokens)
     return router, Q
 
@@ -150,7 +151,7 @@ def _cpu_model() -> str:
 
 
 def run_steady(d: int = 385, k: int = 11, batch: int = 256, n: int = 2000, seed: int = 0,
-               cycles: int = 20000) -> dict[str, Any]:
+               cycles: int = 20000, discount: float = 1.0) -> dict[str, Any]:
     """The figures after ``cycles`` route -> feedback cycles, as in production.
 
     The router of :func:`run` (fitted on ``2 d`` rows, ``alpha = 0.1``) learns online from a
@@ -160,8 +161,9 @@ def run_steady(d: int = 385, k: int = 11, batch: int = 256, n: int = 2000, seed:
     single calls, update p50/mean over the last ``min(n, cycles)`` cycles (folds included),
     batch decisions/s, and the share of ``batch`` replayed queries on which the decision
     equals exact LinUCB's (the pool's ``exact_bonus`` oracle, every bonus exact).
+    ``discount < 1``: the router forgets (``Router(discount=...)``; tools/bench_forgetting.py).
     """
-    router, Q = make_router(d, k, batch, seed)
+    router, Q = make_router(d, k, batch, seed, discount)
     rng = np.random.default_rng(seed + 1)
     W = rng.normal(size=(k, d - 1)) * 0.3
     lam, n_in = 0.01, 100.0

@@ -590,7 +590,9 @@ def _drift(ctx: _Context, config: PipelineConfig, alpha: float, *, lam: float = 
 
 def _reference_copy(router: Any, discount: float, lam: float) -> Any:
     """The router's learned state in a reference-engine router with forgetting ``discount``
-    (the reference engine is the one that forgets; its state is rebuilt from the exact A, b)."""
+    (rebuilt from the exact A, b). The reference engine ran the figures of docs/RESULTS.md,
+    experiment 9, when it was the only one that forgot; the native engine follows it to
+    rounding now (tests/test_forgetting.py), and this stays as it was measured."""
     from ..router import Router
 
     r = Router(router.llms, router.dim, alpha=router.alpha, beta=router.beta, tau=router.tau,
