@@ -65,8 +65,7 @@ void Pool::certify(ArmState& s) const {
 
 void Pool::refloor(ArmState& s, double old_floor) const {
     s.floor = old_floor;
-    // With forgetting a kept floor decays against the arm's real one: certified at every fold.
-    if (floor_due(s)) certify(s);
+    if (floor_due(s)) certify(s);  // (with forgetting, also once c floor has halved: pool.hpp)
     receil(s);
 }
 
