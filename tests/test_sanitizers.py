@@ -44,10 +44,12 @@ def test_stress_driver_is_clean_under_sanitizer(tmp_path, sanitizer, env):
     if make.returncode != 0 and "sanitize" in make.stderr and "cannot find" in make.stderr:
         pytest.skip(f"the toolchain has no {sanitizer} runtime")
     assert make.returncode == 0, make.stderr[-3000:]
-    run = subprocess.run([str(build / "stress_pool"), "2", "300", "17"], capture_output=True,
-                         text=True, timeout=600, env={**os.environ, **env}, check=False)
-    report = run.stdout + run.stderr
-    assert run.returncode == 0, report[-4000:]
-    assert "WARNING: ThreadSanitizer" not in report and "ERROR: AddressSanitizer" not in report
-    assert "runtime error" not in report  # UBSan
-    assert "failures=0" in run.stdout
+    for discount in ("1", "0.97"):  # and with forgetting (each arm's scale, its folds)
+        run = subprocess.run([str(build / "stress_pool"), "2", "300", "17", discount],
+                             capture_output=True, text=True, timeout=600,
+                             env={**os.environ, **env}, check=False)
+        report = run.stdout + run.stderr
+        assert run.returncode == 0, report[-4000:]
+        assert "WARNING: ThreadSanitizer" not in report and "ERROR: AddressSanitizer" not in report
+        assert "runtime error" not in report  # UBSan
+        assert "failures=0" in run.stdout

@@ -5,9 +5,11 @@
 // update() and update_batch() on fixed arms, one thread adds and removes a churn arm, one
 // takes snapshots, clones and dense views, and one refactors. Afterwards the observation count
 // of every fixed arm must equal the updates made to it (no lost updates), and a sequential
-// replay of the same updates must give the same A and b up to summation order.
+// replay of the same updates must give the same A and b up to summation order. With a
+// discount < 1 (forgetting, pool.hpp) the order of one arm's observations matters, so each
+// updater then owns its arms (k = t mod threads_per_role) and the replay keeps that order.
 //
-//   stress_pool [threads_per_role=2] [iterations=2000] [dim=17]
+//   stress_pool [threads_per_role=2] [iterations=2000] [dim=17] [discount=1]
 // exits 0 on success; a sanitizer report makes it exit non-zero on its own.
 #include <atomic>
 #include <cmath>
@@ -65,12 +67,18 @@ int main(int argc, char** argv) {
     const int per_role = argc > 1 ? std::atoi(argv[1]) : 2;
     const int iters = argc > 2 ? std::atoi(argv[2]) : 2000;
     const std::size_t d = argc > 3 ? static_cast<std::size_t>(std::atoi(argv[3])) : 17;
+    const double discount = argc > 4 ? std::atof(argv[4]) : 1.0;
+    if (discount < 1.0 && static_cast<std::size_t>(per_role) > 4) {
+        std::fprintf(stderr, "with a discount, at most 4 updaters (one arm each at least)\n");
+        return 2;
+    }
     const std::size_t T = 2, K = 4;
     const std::size_t refactor_every = 37, max_rank = 5;  // fold and refactor often
     Pool pool(d, T, refactor_every, max_rank);
     std::vector<std::string> names;
     for (std::size_t k = 0; k < K; ++k) names.push_back("llm" + std::to_string(k));
     fit_small(pool, names, d, K);  // the arms share one base
+    pool.set_discount(discount, 1.0);
     struct Obs { std::size_t arm; std::vector<double> x, y; };
     std::vector<std::vector<Obs>> logs(per_role);
     std::atomic<bool> stop{false};
@@ -106,7 +114,10 @@ int main(int argc, char** argv) {
         updaters.emplace_back([&, t] {
             std::mt19937_64 rng(200 + t);
             for (int i = 0; i < iters; ++i) {
-                const std::size_t k = rng() % K;
+                std::size_t k = rng() % K;
+                if (discount < 1.0)  // each updater owns its arms (the order matters)
+                    k = (k / per_role) * per_role + static_cast<std::size_t>(t) % per_role;
+                if (k >= K) k = static_cast<std::size_t>(t) % per_role;
                 auto x = query(rng, d);
                 std::vector<double> y = {x[0], 2.0 + 0.001 * i};
                 if (i % 50 == 49) {  // a small batch now and then
@@ -173,6 +184,7 @@ int main(int argc, char** argv) {
     // No lost updates: counts and sufficient statistics equal a sequential replay.
     Pool seq(d, T, refactor_every, max_rank);
     fit_small(seq, names, d, K);
+    seq.set_discount(discount, 1.0);
     for (const auto& log : logs)
         for (const auto& o : log) seq.update(names[o.arm], o.x.data(), o.y.data(), 1.0);
     auto got = pool.n_obs(), want = seq.n_obs();
