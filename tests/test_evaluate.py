@@ -380,7 +380,7 @@ def test_cli_eval_on_routerbench_subset(shared_data, tmp_path):
 
 # ---------------------------------------------------------------------------- experiments
 @pytest.mark.parametrize("name", ["main", "continual", "tags", "newllm", "unseen", "signal",
-                                  "budget"])
+                                  "budget", "repeats"])
 def test_experiments_run_and_render(name):
     from mixllm.evaluation.experiments import run_experiment, to_markdown
 
@@ -403,6 +403,26 @@ def test_experiments_run_and_render(name):
         assert r["added halfway (online)"]["share_of_second_half_to_new_llms"] > 0.0
     if name == "main":
         assert "mixllm" in res["results"]["tau=2s"]
+    if name == "repeats":
+        r = res["results"]
+        assert {"mixllm", "mixllm, no repeat block", "rf", "knn"} <= set(r["routers"])
+        share = r["share of test prompts that repeat a training prompt"]
+        assert 0.05 < share["mean"] < 0.4 and "repeat a training prompt" in md
+
+
+def test_with_repeats_copies_prompts_and_outcomes():
+    from mixllm.evaluation.experiments import with_repeats
+
+    data = make_data(40, seed=2)
+    both, rows = with_repeats(data, 0.25, seed=1)
+    assert len(both) == 50 and len(set(both.prompt_ids.tolist())) == 50
+    assert (rows[:40] == np.arange(40)).all() and len(set(rows[40:].tolist())) == 10
+    for j, i in enumerate(rows):
+        assert both.prompts[j] == data.prompts[i]
+        np.testing.assert_array_equal(both.quality[j], data.quality[i])
+        np.testing.assert_array_equal(both.output_tokens[j], data.output_tokens[i])
+    with pytest.raises(ValueError):
+        with_repeats(data, 0.0)
 
 
 def test_experiment_argument_errors():

@@ -41,7 +41,7 @@ def test_features_are_neighbour_means_and_leave_self_out():
     Es = rng.normal(size=(60, 8))
     Q = rng.random((60, 3))
     Q[rng.random((60, 3)) < 0.3] = np.nan
-    m = OutcomeMemory((1, 5, 20)).fit(Es, Q, NAMES)
+    m = OutcomeMemory((1, 5, 20), duplicates=None).fit(Es, Q, NAMES)
     Eq = rng.normal(size=(7, 8))
     got = m.features(Eq)
     assert got.shape == (7, 9) and m.out_dim == 9
@@ -56,9 +56,48 @@ def test_features_are_neighbour_means_and_leave_self_out():
     assert (np.diag(lone.features(np.eye(3), leave_self_out=True)) == 0).all()
 
 
+def test_repeat_blocks_are_a_repeats_own_means_and_whether_there_is_one():
+    rng = np.random.default_rng(5)
+    Es = rng.normal(size=(40, 8))
+    Es[30:36] = Es[:6] * 2.0  # rows 30..35 repeat rows 0..5 (same direction)
+    Es[36] = Es[0] * 0.5      # a third copy of row 0
+    Q = rng.random((40, 3))
+    Q[rng.random((40, 3)) < 0.3] = np.nan
+    m = OutcomeMemory((4, 10), duplicates=0.999).fit(Es, Q, NAMES)
+    assert m.out_dim == 12
+
+    def brute(Eq, exclude=None):
+        U, V = _unit(Es), _unit(Eq)
+        r, h = np.zeros((len(Eq), 3)), np.zeros((len(Eq), 3))
+        for i, e in enumerate(V):
+            rows = [j for j in np.flatnonzero(U @ e >= 0.999)
+                    if exclude is None or j != exclude[i]]
+            for c in range(3):
+                seen = [Q[j, c] for j in rows if not np.isnan(Q[j, c])]
+                if seen:
+                    r[i, c], h[i, c] = np.mean(seen), 1.0
+        return np.hstack([r, h])
+
+    Eq = np.vstack([Es[:8] * 3.0, rng.normal(size=(3, 8))])
+    got = m.features(Eq)
+    np.testing.assert_allclose(got[:, :3], _brute(Eq, Es, Q, 4), atol=1e-12)
+    np.testing.assert_allclose(got[:, 6:], brute(Eq), atol=1e-12)
+    assert got[:8, 9:].sum() > 0 and (got[8:, 6:] == 0).all()  # prompts never seen: 0
+    self_out = m.features(Es, leave_self_out=True)
+    np.testing.assert_allclose(self_out[:, 6:], brute(Es, np.arange(40)), atol=1e-12)
+    assert (self_out[6:30, 6:] == 0).all()  # rows with no other copy
+    # feedback on a stored prompt enters its repeat blocks
+    m.observe(Es[7], "a", 1.0)
+    f = m.features(Es[7:8] * 2.0)
+    want = 1.0 if np.isnan(Q[7, 0]) else (Q[7, 0] + 1.0) / 2
+    np.testing.assert_allclose(f[0, [6, 9]], [want, 1.0], atol=1e-12)
+    with pytest.raises(ValueError):
+        OutcomeMemory((4,), duplicates=1.5)
+
+
 def test_observe_adds_to_the_same_prompt_or_stores_a_new_one():
-    m = OutcomeMemory((1,)).fit(np.eye(4)[:2], np.array([[1.0, np.nan, 0.0], [0.0, 0.0, 0.0]]),
-                                NAMES)
+    m = OutcomeMemory((1,), duplicates=None).fit(
+        np.eye(4)[:2], np.array([[1.0, np.nan, 0.0], [0.0, 0.0, 0.0]]), NAMES)
     m.observe(np.array([2.0, 0, 0, 0]), "b", 1.0)  # same direction as row 0: the same prompt
     assert len(m) == 2
     np.testing.assert_allclose(m.features(np.eye(4)[:1])[0], [1.0, 1.0, 0.0])
@@ -88,6 +127,7 @@ def test_memory_round_trip_and_damage():
     q = rng.normal(size=(5, 4))
     np.testing.assert_array_equal(back.features(q), m.features(q))
     assert back.llms == NAMES and back.ks == (2, 3) and len(back) == 11
+    assert back.duplicates == m.duplicates == 0.995
     raw = bytearray(m.to_bytes())
     raw[len(raw) // 2] ^= 0xFF
     with pytest.raises(ValueError):
@@ -146,7 +186,7 @@ def test_choose_prefers_neighbours_where_they_carry_the_signal():
     assert sel["features"] == tr.feature_map == "neighbours"
     best = min(v for m in sel["mse"].values() for v in m.values())
     assert sel["mse"][sel["features"]][f"{sel['ridge']:g}"] == best
-    assert tr.router.dim == 16 + 2 * 3  # the embedding and two neighbour blocks
+    assert tr.router.dim == 16 + 4 * 3  # the embedding, two neighbour blocks, two repeat blocks
 
 
 def test_fixed_settings_skip_the_choice_and_bad_settings_are_refused():

@@ -442,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("experiment", "run one of the experiments of docs/RESULTS.md")
     p.add_argument("name", choices=("main", "continual", "tags", "newllm", "unseen", "signal",
-                                    "budget", "ope", "drift"), help="the experiment")
+                                    "budget", "ope", "drift", "repeats"), help="the experiment")
     p.add_argument("--data", type=Path, required=True, help="routing data (file or folder)")
     p.add_argument("--reference", required=True, help="LLM that defines 100%% quality and cost")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds")

@@ -18,6 +18,9 @@ computed once per prompt view and cached on disk.
                policies estimated from them, interval coverage and error by log size.
 ``drift``      one LLM's quality drops (or rises) halfway through a replayed stream: how many
                queries until its traffic share settles, with and without forgetting.
+``repeats``    a quarter of the prompts asked twice (the copy answered as the first time), so
+               that test prompts repeat training prompts as in production: mixllm with and
+               without the repeat block of its neighbour features, against the baselines.
 """
 
 from __future__ import annotations
@@ -31,14 +34,16 @@ import numpy as np
 
 from ..text.encoder import Encoder
 from ..text.pipeline import PipelineConfig, TextRouter, domain_labels, prompt_view
-from .evaluate import (REACH_TARGETS, Stream, _hull_at, default_lams, evaluate, hull,
-                       replay, summarize)
+from .evaluate import (BASELINES, REACH_TARGETS, Stream, _hull_at, default_lams, evaluate,
+                       hull, replay, summarize)
 from .latency import arrival_times
 
 __all__ = ["EXPERIMENTS", "run_experiment", "quality_at"]
 
 EXPERIMENTS = ("main", "continual", "tags", "newllm", "unseen", "signal", "budget", "ope",
-               "drift")
+               "drift", "repeats")
+#: Share of the prompts asked a second time in the ``repeats`` experiment.
+REPEAT_SHARE = 0.25
 COST_BANDS = (5.0, 10.0, 25.0, 50.0)
 
 
@@ -460,6 +465,54 @@ def _ope_replay(ctx: _Context, config: PipelineConfig, *, lam0: float = 3e-3,
     return out
 
 
+def with_repeats(data: Any, share: float = REPEAT_SHARE, seed: int = 0) -> tuple[Any, np.ndarray]:
+    """The data with a seeded ``share`` of its prompts appended once more (same prompt, same
+    recorded outcomes; the copy's id gets a ``#repeat`` suffix), and the source row of every
+    row of the result."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"share must be in (0, 1], got {share!r}")
+    n = len(data)
+    extra = np.sort(np.random.default_rng(seed).choice(n, max(1, int(share * n)), replace=False))
+    rows = np.concatenate([np.arange(n), extra])
+    copy = data.subset(extra)
+    both = replace(
+        data, prompt_ids=np.concatenate([data.prompt_ids, [f"{i}#repeat" for i in copy.prompt_ids]]),
+        prompts=list(data.prompts) + list(copy.prompts),
+        quality=np.vstack([data.quality, copy.quality]),
+        cost_usd=np.vstack([data.cost_usd, copy.cost_usd]),
+        input_tokens=np.vstack([data.input_tokens, copy.input_tokens]),
+        output_tokens=np.vstack([data.output_tokens, copy.output_tokens]),
+        latency_s=np.vstack([data.latency_s, copy.latency_s]),
+        task=np.concatenate([data.task, copy.task]), tags=list(data.tags) + list(copy.tags),
+        responses=None if data.responses is None
+        else np.concatenate([data.responses, copy.responses]))
+    return both, rows
+
+
+def _repeats(ctx: _Context, config: PipelineConfig) -> dict[str, Any]:
+    """Folds over the data with repeated prompts: every router, and mixllm without the repeat
+    block of its neighbour features (``duplicates=None``)."""
+    data, rows = with_repeats(ctx.data, seed=ctx.seed)
+    E = ctx.embeddings(config.view)[rows]
+    folds = list(data.kfold_indices(len(ctx.folds), ctx.seed))
+    per: dict[str, list] = {}
+    repeated = []
+    for tr, te in folds:
+        seen = set(rows[tr].tolist())
+        repeated.append(float(np.mean([r in seen for r in rows[te]])))
+        for label, cfg, bl in (("", config, BASELINES),
+                               (", no repeat block", replace(config, duplicates=None), ())):
+            rep = evaluate(data.subset(tr), data.subset(te), ctx.reference, pool=ctx.pool,
+                           config=cfg, embeddings=(E[tr], E[te]), seed=ctx.seed, n_boot=0,
+                           baselines=bl)
+            for name, r in rep["routers"].items():
+                per.setdefault(name + (label if name == "mixllm" else ""), []).append(r)
+    out = {name: _aggregate(v) for name, v in per.items()}
+    return {"share of test prompts that repeat a training prompt":
+            {"mean": float(np.mean(repeated)), "per_fold": repeated},
+            "routers": out}
+
+
 def _settle(share: np.ndarray, right: float, tol: float) -> int | None:
     """Queries after the change until the trailing share stays within ``tol`` of ``right``
     (``None``: not by the end of the stream)."""
@@ -663,6 +716,8 @@ def run_experiment(name: str, data: Any, reference: str, *, encoder: Encoder | N
         result = _ope_replay(ctx, config, replays=replays)
     elif name == "drift":
         result = _drift(ctx, config, alpha)
+    elif name == "repeats":
+        result = _repeats(ctx, config)
     else:
         result = _unseen(ctx, config, alpha)
     return {"experiment": name, "reference": reference, "folds": folds, "seed": seed,
@@ -739,7 +794,14 @@ def to_markdown(result: dict[str, Any]) -> str:
                 lines.append("")
                 walk(v, depth + 1)
 
-    walk(result["results"], 4)
+    res = result["results"]
+    if result["experiment"] == "repeats":
+        rep = res["share of test prompts that repeat a training prompt"]
+        lines.append(f"Test prompts that repeat a training prompt: {rep['mean']:.1%} "
+                     f"(per fold: {', '.join(f'{v:.1%}' for v in rep['per_fold'])}).")
+        lines.append("")
+        res = res["routers"]
+    walk(res, 4)
     return "\n".join(lines)
 
 

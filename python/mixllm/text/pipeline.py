@@ -113,6 +113,10 @@ class PipelineConfig:
     neighbours : tuple of int
         Neighbourhood sizes of the neighbour-mean features
         (:class:`~mixllm.text.neighbours.OutcomeMemory`).
+    duplicates : float or None
+        Cosine similarity from which a stored prompt is the same prompt: the neighbour
+        features then carry a repeat block (what the LLMs scored on that prompt before);
+        ``None`` leaves it out.
     tag_rank, centroid_dims, keep_embedding, interactions, tag_alpha :
         :class:`~mixllm.text.tags.TagTransform` settings.
     n_clusters : int
@@ -127,6 +131,7 @@ class PipelineConfig:
     features: str = "auto"
     tags: bool = True
     neighbours: tuple[int, ...] = (10, 50)
+    duplicates: float | None = 0.995
     tag_rank: int = 4
     centroid_dims: int = 0
     keep_embedding: bool = False
@@ -154,6 +159,10 @@ class PipelineConfig:
             raise ValueError(f"neighbours must be a non-empty sequence of ints >= 1, "
                              f"got {self.neighbours!r}")
         object.__setattr__(self, "neighbours", ks)
+        if self.duplicates is not None and (isinstance(self.duplicates, bool) or not isinstance(
+                self.duplicates, (int, float)) or not -1.0 < self.duplicates <= 1.0):
+            raise ValueError(f"duplicates must be None or a cosine similarity in (-1, 1], "
+                             f"got {self.duplicates!r}")
         if self.ridge is not None and (isinstance(self.ridge, bool) or not isinstance(
                 self.ridge, (int, float)) or not math.isfinite(self.ridge) or self.ridge <= 0):
             raise ValueError(f"ridge must be None (chosen in fit) or a finite number > 0, "
@@ -300,8 +309,8 @@ class TextRouter:
             if held is not None:
                 te["tags"] = transform.transform(held)
         if "neighbours" in need:
-            memory = OutcomeMemory(self.config.neighbours).fit(E, quality,
-                                                               [m.name for m in self.pool])
+            memory = OutcomeMemory(self.config.neighbours, self.config.duplicates).fit(
+                E, quality, [m.name for m in self.pool])
             tr["neighbours"] = memory.features(E, leave_self_out=True)
             if held is not None:
                 te["neighbours"] = memory.features(held)
