@@ -173,3 +173,12 @@ def test_fit_data_keeps_embeddings_in_the_user_cache_and_shows_progress(tmp_path
     info = again.encoder.cache_info()
     assert info.misses == 0 and info.disk_hits == n
     assert (tmp_path / "xdg" / "mixllm" / "embeddings").is_dir()
+
+
+def test_no_repeats_drops_the_repeat_blocks():
+    from mixllm.text.pipeline import PipelineConfig
+
+    parser = cli.build_parser()
+    base = ["eval", "--train", "x", "--reference", "r"]
+    assert cli._config(parser.parse_args(base)).duplicates == PipelineConfig().duplicates
+    assert cli._config(parser.parse_args(base + ["--no-repeats"])).duplicates is None

@@ -26,6 +26,9 @@ def _config_args(p: argparse.ArgumentParser, encoder: str = "minilm") -> None:
                         "on the training rows)")
     g.add_argument("--no-tags", action="store_true",
                    help="never use the tag transform (the embedding instead)")
+    g.add_argument("--no-repeats", action="store_true",
+                   help="leave out the neighbour features' repeat blocks (what the LLMs "
+                        "scored on the same prompt before; default: kept)")
     g.add_argument("--tag-rank", type=int, default=4, help="LLM-strength dimensions (default 4)")
     g.add_argument("--ridge", type=float, default=None,
                    help="ridge strength (default: chosen in fit by cross-validation)")
@@ -53,6 +56,8 @@ def _config(args: argparse.Namespace):
     beta = args.beta if args.beta is not None else (1.0 if tau is not None else 0.0)
     return PipelineConfig(view=args.view, features=args.features, tags=not args.no_tags,
                           tag_rank=args.tag_rank,
+                          duplicates=None if getattr(args, "no_repeats", False)
+                          else PipelineConfig.duplicates,
                           ridge=args.ridge, alpha=args.alpha, beta=beta,
                           tau=math.inf if tau is None else tau,
                           lam=getattr(args, "lam", math.inf))
