@@ -332,6 +332,24 @@ def test_cli_eval_routerdc_style_data_with_assumed_lengths_and_no_labels(tmp_pat
     assert rep["routers"]["task-best"]["aiq"] <= rep["routers"]["oracle"]["aiq"]
 
 
+def test_cli_experiment_prices_unpriced_data_with_a_pool_and_limits_it(tmp_path, capsys):
+    data = make_data(90, seed=9)
+    (tmp_path / "all.json").write_text(json.dumps([
+        {"question": data.prompts[i], "scores": dict(zip(MODELS, data.quality[i].tolist()))}
+        for i in range(90)]))
+    pool = tmp_path / "pool.toml"
+    save_pool(POOL, pool)
+    out_json = tmp_path / "x.json"
+    base = ["experiment", "repeats", "--data", str(tmp_path), "--reference", "big", "--quiet",
+            "--cache-dir", "none", "--assume-output-tokens", "50", "--folds", "2"]
+    assert main(base) == 2  # RouterDC-style data carries no prices: say so
+    assert "pool" in capsys.readouterr().err
+    assert main([*base, "--pool", str(pool), "--limit", "60", "--json", str(out_json)]) == 0
+    res = json.loads(out_json.read_text())
+    assert res["n_prompts"] == 60 and res["folds"] == 2
+    assert res["results"]["routers"]["mixllm"]["aiq_mean"] > 0
+
+
 def test_lengths_from_costs_inverts_the_cost_model():
     data = make_data(40, seed=2)
     blind = RoutingData(data.prompt_ids, data.prompts, data.models, data.quality,

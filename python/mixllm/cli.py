@@ -297,11 +297,12 @@ def _experiment(args: argparse.Namespace) -> int:
 
     _check_out_file(args.json, "--json")
     _check_out_file(args.markdown, "--markdown")
-    data = _prepared(_load(args.data, "data"), args)
+    data = _limit(_prepared(_load(args.data, "data"), args), args.limit, args.seed)
+    pool = _pool_for(args, data) if args.pool else None
     res = run_experiment(args.name, data, args.reference, encoder=_encoder(args),
                          config=_config(args), folds=args.folds, seed=args.seed,
                          tau=args.tau_s, alpha=args.explore, new=args.new or (),
-                         progress=not args.quiet, replays=args.replays)
+                         progress=not args.quiet, replays=args.replays, pool=pool)
     md = to_markdown(res)
     print(md)
     if args.json:
@@ -459,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "own choice)")
     p.add_argument("--replays", type=int, default=50,
                    help="seeded replays per log size ('ope')")
+    p.add_argument("--limit", type=int, help="use at most this many prompts (a seeded sample; "
+                                             "default: all)")
     p.add_argument("--json", type=Path, help="write the results as JSON")
     p.add_argument("--markdown", type=Path, help="write the results as a Markdown table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -58,7 +58,7 @@ class _Context:
     """Data, embeddings (per view, cached), folds and the pool shared by the experiments."""
 
     def __init__(self, data: Any, reference: str, encoder: Encoder | None, folds: int, seed: int,
-                 progress: bool) -> None:
+                 progress: bool, pool: Any = None) -> None:
         self.data = data
         self.reference = reference
         self.encoder = encoder
@@ -66,7 +66,7 @@ class _Context:
         self.seed = seed
         self.progress = progress
         self._emb: dict[str, np.ndarray] = {}
-        self.pool = data.match_pool()
+        self.pool = data.match_pool(pool)
 
     def embeddings(self, view: str) -> np.ndarray:
         if view not in self._emb:
@@ -689,12 +689,21 @@ def run_experiment(name: str, data: Any, reference: str, *, encoder: Encoder | N
                    config: PipelineConfig | None = None, folds: int = 5, seed: int = 0,
                    tau: float = 2.0, ratios: Sequence[float] = (0.3, 0.5, 0.7),
                    alpha: float = 0.05, new: Sequence[str] = (), progress: bool = False,
-                   replays: int = 50) -> dict[str, Any]:
-    """Run one experiment; returns a JSON-ready dict with its settings and results."""
+                   replays: int = 50, pool: Any = None) -> dict[str, Any]:
+    """Run one experiment; returns a JSON-ready dict with its settings and results.
+
+    ``pool`` (LLMs or a pool file) prices the data's models instead of the data's own pool;
+    costs the data does not record are then computed from it.
+    """
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose from {EXPERIMENTS}")
     config = config or PipelineConfig()
-    ctx = _Context(data, reference, encoder, folds, seed, progress)
+    if pool is not None and np.isnan(data.cost_usd).any():
+        if np.isnan(data.output_tokens).all():
+            raise ValueError("the data records neither costs nor response lengths: "
+                             "assume lengths first (assume_output_tokens)")
+        data = data.fill_costs(data.match_pool(pool))
+    ctx = _Context(data, reference, encoder, folds, seed, progress, pool)
     if name == "main":
         result = _main(ctx, config, tau)
     elif name == "tags":
