@@ -54,3 +54,21 @@ def test_drift_small(ctx):
     md = to_markdown({"experiment": "drift", "results": res})
     assert "#### drop" in md and "#### rise" in md
     json.dumps(res)
+
+
+def test_drift_figures_do_not_depend_on_the_engine(ctx):
+    # The experiment runs every variant on the native engine; the reference engine (the NumPy
+    # specification) makes the same choices, so every figure agrees to rounding.
+    kw = dict(length=160, window=20, discounts=(1.0, 0.9))
+    nat = _drift(ctx, PipelineConfig(ridge=1.0), 0.05, **kw)
+    ref = _drift(ctx, PipelineConfig(ridge=1.0), 0.05, engine="reference", **kw)
+    for scenario in ("drop", "rise"):
+        assert set(nat[scenario]) == set(ref[scenario])
+        for name, v in nat[scenario].items():
+            for fn, fr in zip(v["per_fold"], ref[scenario][name]["per_fold"]):
+                assert fn.keys() == fr.keys()
+                for key, x in fn.items():
+                    if isinstance(x, float):
+                        assert x == pytest.approx(fr[key], rel=1e-9, abs=1e-12), (name, key)
+                    else:
+                        assert x == fr[key], (name, key)

@@ -526,7 +526,7 @@ def _settle(share: np.ndarray, right: float, tol: float) -> int | None:
 def _drift(ctx: _Context, config: PipelineConfig, alpha: float, *, lam: float = 3e-3,
            length: int = 4000, window: int = 200, tol: float = 0.25,
            discounts: Sequence[float] = (1.0, 0.999, 0.995, 0.99, 0.98),
-           epsilon: float = 0.05) -> dict[str, Any]:
+           epsilon: float = 0.05, engine: str = "native") -> dict[str, Any]:
     """One LLM changes halfway through a replayed stream; routers with and without forgetting.
 
     Per fold: the router is fitted offline on the training rows; the stream is ``length``
@@ -539,8 +539,8 @@ def _drift(ctx: _Context, config: PipelineConfig, alpha: float, *, lam: float = 
     trailing ``window`` share stays within ``tol`` of the gap (before -> right level, the
     offline router's share before the change; at least 0.05) of that level. Lost: correct
     answers and extra USD of the adaptive router against the refitted one over the second
-    half. The no-forgetting variants run on the native engine, the others on the reference
-    engine (the one that forgets).
+    half. Every variant runs on ``engine`` (the native one by default; ``"reference"``, the
+    NumPy specification, gives the same figures to rounding, tests/test_experiments_ope_drift.py).
     """
     from ..exploration import Explorer
 
@@ -590,11 +590,11 @@ def _drift(ctx: _Context, config: PipelineConfig, alpha: float, *, lam: float = 
             right_q = q_after[rows2, right_idx]
             right_c = cost_after[rows2, right_idx]
             for gamma, eps in variants:
-                if gamma == 1.0:
+                if gamma == 1.0 and engine == "native":
                     r = base.router.clone()
                     r.lam = lam
                 else:
-                    r = _reference_copy(base.router, gamma, lam)
+                    r = _forgetting_copy(base.router, gamma, lam, engine)
                 mon = r.monitor_drift(window=50, min_history=200)
                 ex = Explorer(epsilon=eps, seed=int(rng.integers(2**31))) if eps else None
                 choice = np.empty(length, dtype=np.int64)
@@ -637,20 +637,20 @@ def _drift(ctx: _Context, config: PipelineConfig, alpha: float, *, lam: float = 
     for scenario, per_variant in results.items():
         out[scenario] = {name: _drift_summary(rows) for name, rows in per_variant.items()}
     out["settings"] = {"lam": lam, "length": length, "window": window, "tol": tol,
-                       "alpha": alpha, "epsilon": epsilon, "folds": len(ctx.folds)}
+                       "alpha": alpha, "epsilon": epsilon, "folds": len(ctx.folds),
+                       "engine": engine}
     return out
 
 
-def _reference_copy(router: Any, discount: float, lam: float) -> Any:
-    """The router's learned state in a reference-engine router with forgetting ``discount``
-    (rebuilt from the exact A, b). The reference engine ran the figures of docs/RESULTS.md,
-    experiment 9, when it was the only one that forgot; the native engine follows it to
-    rounding now (tests/test_forgetting.py), and this stays as it was measured."""
+def _forgetting_copy(router: Any, discount: float, lam: float, engine: str = "native") -> Any:
+    """The router's learned state in a router on ``engine`` with forgetting ``discount``,
+    rebuilt from each LLM's exact A and b (the discount is fixed at construction; the offline
+    fit is not discounted, so the copy starts from the fitted state at scale 1)."""
     from ..router import Router
 
     r = Router(router.llms, router.dim, alpha=router.alpha, beta=router.beta, tau=router.tau,
                ridge=router.ridge, lam=lam, fit_intercept=router.fit_intercept,
-               engine="reference", discount=discount)
+               refactor_every=router.refactor_every, engine=engine, discount=discount)
     src = router._pool.copy()
     pool = r._new_pool()
     for name, llm in zip(src.names(), router.llms):
