@@ -62,9 +62,11 @@ def test_drift_figures_do_not_depend_on_the_engine(ctx):
     kw = dict(length=160, window=20, discounts=(1.0, 0.9))
     nat = _drift(ctx, PipelineConfig(ridge=1.0), 0.05, **kw)
     ref = _drift(ctx, PipelineConfig(ridge=1.0), 0.05, engine="reference", **kw)
+    assert (nat["settings"]["engine"], ref["settings"]["engine"]) == ("native", "reference")
     for scenario in ("drop", "rise"):
         assert set(nat[scenario]) == set(ref[scenario])
         for name, v in nat[scenario].items():
+            assert len(v["per_fold"]) == len(ref[scenario][name]["per_fold"]) == 2
             for fn, fr in zip(v["per_fold"], ref[scenario][name]["per_fold"]):
                 assert fn.keys() == fr.keys()
                 for key, x in fn.items():
@@ -72,3 +74,21 @@ def test_drift_figures_do_not_depend_on_the_engine(ctx):
                         assert x == pytest.approx(fr[key], rel=1e-9, abs=1e-12), (name, key)
                     else:
                         assert x == fr[key], (name, key)
+
+
+@pytest.mark.parametrize("engine", ["native", "reference"])
+def test_forgetting_copy_is_the_fitted_state_on_the_engine_asked(engine, rng):
+    from mixllm import LLM, Router
+    from mixllm.evaluation.experiments import _forgetting_copy
+
+    pool = [LLM("a", 1.0, 2.0), LLM("b", 0.5, 1.0)]
+    base = Router(pool, 4, alpha=0.1, ridge=3.0)
+    X = rng.normal(size=(30, 4))
+    base.fit(X, {"a": rng.random(30), "b": rng.random(30)}, {"a": 10 + X[:, 0] ** 2,
+                                                              "b": 20 + X[:, 1] ** 2})
+    r = _forgetting_copy(base, 0.99, 0.01, engine)
+    assert (r.engine, r.discount, r.lam) == (engine, 0.99, 0.01)
+    for name in ("a", "b"):
+        got, want = r._pool.arm(name), base._pool.arm(name)
+        np.testing.assert_allclose(got["A"], want["A"], rtol=1e-12)
+        np.testing.assert_allclose(got["theta"], want["theta"], rtol=1e-9, atol=1e-12)
