@@ -136,6 +136,21 @@ def test_memory_round_trip_and_damage():
         OutcomeMemory.from_bytes(b"nope")
 
 
+def test_a_version_1_memory_loads_without_repeat_blocks():
+    from mixllm._io import pack_checked
+
+    rng = np.random.default_rng(4)
+    E = rng.normal(size=(6, 4)).astype(np.float32)
+    E /= np.linalg.norm(E, axis=1, keepdims=True)
+    S = rng.random((6, 3))
+    raw = pack_checked({"format": "mixllm-outcome-memory", "version": 1, "ks": [2],
+                        "llms": NAMES}, {"E": E, "S": S, "C": np.ones((6, 3))})
+    old = OutcomeMemory.from_bytes(raw, "v1")
+    assert old.duplicates is None and old.out_dim == 3
+    np.testing.assert_allclose(old.features(E[:1] * 2.0),
+                               OutcomeMemory((2,), None).fit(E, S, NAMES).features(E[:1]))
+
+
 def test_memory_input_checks():
     for ks in ((), (0,), (2.5,), [True]):
         with pytest.raises(ValueError):
