@@ -75,3 +75,15 @@ def in_threads(work: Callable[[int], object], n: int) -> list[Exception]:
     for t in threads:
         t.join()
     return errors
+
+
+def exact_decisions(router, Q: np.ndarray, n_in: np.ndarray) -> list:
+    """Each query's decision with the exact LinUCB bonus (``exact_bonus`` on), after checking
+    that the bounded batch path (``exact_bonus`` off again) chooses as the exact one does."""
+    pool = router._pool
+    pool.exact_bonus = True
+    want = router.route_batch(Q, n_in)
+    exact = [router.route(q, t) for q, t in zip(Q, n_in)]
+    pool.exact_bonus = False
+    np.testing.assert_array_equal(router.route_batch(Q, n_in), want)
+    return exact
