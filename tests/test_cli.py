@@ -175,6 +175,40 @@ def test_fit_data_keeps_embeddings_in_the_user_cache_and_shows_progress(tmp_path
     assert (tmp_path / "xdg" / "mixllm" / "embeddings").is_dir()
 
 
+def test_fit_reports_each_cross_validation_fold_then_the_final_fit(capsys):
+    """The feature and ridge choice is most of a fit's time: progress moves with each of its
+    folds, then with the final fit (not one step that sits still for a minute)."""
+    import numpy as np
+
+    from mixllm import LLM
+    from mixllm.data import RoutingData
+    from mixllm.text.pipeline import PipelineConfig, TextRouter
+    from fakes import HashEncoder
+
+    rng = np.random.default_rng(0)
+    pool = [LLM("a", 1.0, 1.0), LLM("b", 0.1, 0.1)]
+    n = 40
+    prompts = [f"question {i} about topic {i % 4}" for i in range(n)]
+    q = rng.uniform(0, 1, (n, 2))
+    steps = []
+    tr = TextRouter(pool, PipelineConfig(tags=False), HashEncoder())
+    tr.fit(tr.embed(prompts), q, np.full((n, 2), 20.0), None,
+           on_step=lambda what, done, total: steps.append((what, done, total)))
+    assert steps == [("choosing features", i, 5) for i in range(1, 6)] + [("fitting", 1, 1)]
+    fixed = TextRouter(pool, PipelineConfig(tags=False, features="embedding", ridge=10.0),
+                       HashEncoder())
+    steps.clear()
+    fixed.fit(fixed.embed(prompts), q, np.full((n, 2), 20.0), None,
+              on_step=lambda what, done, total: steps.append((what, done, total)))
+    assert steps == [("fitting", 1, 1)]
+    data = RoutingData([f"p{i}" for i in range(n)], prompts, ["a", "b"], q,
+                       input_tokens=np.full(n, 4.0), output_tokens=np.full((n, 2), 20.0),
+                       task=["t"] * n, pool=pool)
+    TextRouter(pool, PipelineConfig(tags=False), HashEncoder()).fit_data(data, progress=True)
+    err = capsys.readouterr().err
+    assert "choosing features" in err and "6/6" in err
+
+
 def test_no_repeats_drops_the_repeat_blocks():
     from mixllm.text.pipeline import PipelineConfig
 

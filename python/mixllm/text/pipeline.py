@@ -25,7 +25,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -317,14 +317,17 @@ class TextRouter:
         return tr, te, transform, memory
 
     def fit(self, E: np.ndarray, quality: np.ndarray, output_tokens: np.ndarray,
-            domains: Sequence[str] | None) -> "TextRouter":
+            domains: Sequence[str] | None, *,
+            on_step: Callable[[str, int, int], None] | None = None) -> "TextRouter":
         """Fit the feature map and the router on embeddings and per-LLM observations.
 
         ``quality`` and ``output_tokens`` are (n, K) in :attr:`pool` order (NaN = unseen);
         ``domains`` labels each prompt (``None``: k-means clusters when tags are on). Where
         the configuration leaves a choice (``features="auto"``, ``ridge=None``), it is made
         here by cross-validation on these rows (:func:`mixllm.text.selection.choose`) and
-        recorded in :attr:`selection`.
+        recorded in :attr:`selection`. ``on_step(what, done, total)``, when given, is called
+        after each cross-validation fold (``what="choosing features"``) and after the final fit
+        (``what="fitting"``), for progress reporting.
         """
         cfg = self.config
         E = np.asarray(E, dtype=np.float64)
@@ -347,7 +350,10 @@ class TextRouter:
                                             None if doms is None else doms[train], need, E[held])
                 return {b: (tr[b], te[b]) for b in need}
 
-            kind, ridge, selection = choose(E, q, log_tok, make_blocks, kinds, ridges)
+            kind, ridge, selection = choose(
+                E, q, log_tok, make_blocks, kinds, ridges,
+                on_fold=None if on_step is None
+                else (lambda done, total: on_step("choosing features", done, total)))
         else:
             kind, ridge = kinds[0], ridges[0]
         tr, _, transform, memory = self._blocks(E, q, doms, blocks_of(kind))
@@ -358,13 +364,16 @@ class TextRouter:
         self.router, self.transform, self.memory = router, transform, memory
         self.feature_map = kind
         self.selection = {"features": kind, "ridge": ridge, **(selection or {})}
+        if on_step is not None:
+            on_step("fitting", 1, 1)
         return self
 
     def fit_data(self, data: Any, progress: bool = False) -> "TextRouter":
         """Fit on a :class:`mixllm.data.RoutingData` whose models cover :attr:`pool`.
 
         ``progress`` shows the encoder's bar over the prompts it embeds (the default encoder
-        keeps them in the user's embedding cache) and a bar over the fitting steps."""
+        keeps them in the user's embedding cache) and a bar over the fitting steps: each
+        cross-validation fold of the feature and ridge choice, then the final fit."""
         cols = [data.models.index(m.name) for m in self.pool]
         if np.isnan(data.output_tokens).all():
             # costs but no lengths: the lengths that reproduce the costs under the pool's prices
@@ -373,11 +382,24 @@ class TextRouter:
         E = self.embed(data.prompts, progress=progress)
         from tqdm import tqdm
 
-        with tqdm(total=1, disable=not progress, unit="step",
-                  desc="fitting " + ("tags + router" if self.config.tags else "router")) as bar:
+        kinds, ridges = self.config.candidates()
+        choosing = len(kinds) * len(ridges) > 1
+        final = "fitting " + ("tags + router" if self.config.tags else "router")
+        with tqdm(total=6 if choosing else 1, disable=not progress, unit="step",
+                  desc="choosing features (cross-validation)" if choosing else final) as bar:
+
+            def step(what: str, done: int, total: int) -> None:
+                if what == "fitting":
+                    bar.set_description(final)
+                    bar.update(1)
+                    return
+                bar.total = total + 1
+                bar.update(done - bar.n)
+                if done == total:
+                    bar.set_description(final)
+
             self.fit(E, data.quality[:, cols], data.output_tokens[:, cols],
-                     domain_labels(data.task, data.tags))
-            bar.update(1)
+                     domain_labels(data.task, data.tags), on_step=step)
         return self
 
     def _require(self) -> Router:

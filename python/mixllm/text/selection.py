@@ -69,7 +69,8 @@ def choose(E: np.ndarray, quality: np.ndarray, log_tokens: np.ndarray,
            make_blocks: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
                                  dict[str, tuple[np.ndarray, np.ndarray]]],
            kinds: Sequence[str], ridges: Sequence[float], *, folds: int = 5,
-           max_rows: int = 3000, seed: int = 0) -> tuple[str, float, dict[str, Any]]:
+           max_rows: int = 3000, seed: int = 0,
+           on_fold: Callable[[int, int], None] | None = None) -> tuple[str, float, dict[str, Any]]:
     """The feature map and ridge with the lowest cross-validated quality error.
 
     Parameters
@@ -83,6 +84,8 @@ def choose(E: np.ndarray, quality: np.ndarray, log_tokens: np.ndarray,
         Cross-validation folds (>= 2).
     max_rows : int
         At most this many training rows (a seeded sample) take part in the choice.
+    on_fold : callable, optional
+        ``on_fold(done, total)`` after each fold (progress reporting).
 
     Returns
     -------
@@ -98,7 +101,7 @@ def choose(E: np.ndarray, quality: np.ndarray, log_tokens: np.ndarray,
     K = quality.shape[1]
     err = {k: {float(r): [0.0, 0] for r in ridges} for k in kinds}
     need = sorted({b for k in kinds for b in blocks_of(k)})
-    for held in parts:
+    for i, held in enumerate(parts):
         train = np.setdiff1d(rows, held)
         blocks = make_blocks(train, held, np.array(need))
         Y = np.hstack([quality[train], log_tokens[train]])
@@ -112,6 +115,8 @@ def choose(E: np.ndarray, quality: np.ndarray, log_tokens: np.ndarray,
                 e = err[k][r]
                 e[0] += float(((pred - np.nan_to_num(truth)) ** 2)[seen].sum())
                 e[1] += int(seen.sum())
+        if on_fold is not None:
+            on_fold(i + 1, folds)
     mse = {k: {r: (s / c if c else np.inf) for r, (s, c) in v.items()} for k, v in err.items()}
     # the first candidate (in the given order) among equals: kinds first, then ridges
     best = min(((k, r) for k in kinds for r in (float(x) for x in ridges)),
