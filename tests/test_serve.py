@@ -847,6 +847,31 @@ def test_encode_inline_chooses_where_a_routed_prompt_is_featurised(backend_serve
             ServeConfig(encode_inline=bad)
 
 
+def test_the_proxy_limits_blas_threads_as_configured(backend_server, monkeypatch):
+    """ServeConfig.blas_threads (default 1) is applied to the process's BLAS when the proxy is
+    created; None leaves it alone; anything else but an int >= 1 is refused."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    monkeypatch.setenv("MIXLLM_TEST_KEY", "k")
+
+    def blas_threads():
+        return sorted({lib["num_threads"] for lib in threadpool_info()
+                       if lib["user_api"] == "blas"})
+
+    if not blas_threads():
+        pytest.skip("no BLAS library that threadpoolctl can see")
+    with threadpool_limits(limits=2, user_api="blas"):
+        p = Proxy(*make_pool(backend_server.url), blas_threads=None)
+        p.stop()
+        assert blas_threads() == [2]
+        p = Proxy(*make_pool(backend_server.url))
+        p.stop()
+        assert blas_threads() == [1]
+    for bad in (0, -1, 1.0, True, "1"):
+        with pytest.raises(ValueError, match="blas_threads"):
+            ServeConfig(blas_threads=bad)
+
+
 def test_breaker_states():
     from mixllm.serving.proxy import _Breaker
 
