@@ -1,13 +1,10 @@
-// mixllm._core.Pool: the routing state. Shapes are checked here, with the GIL held; the work
-// runs without it and the Pool's own reader/writer lock orders concurrent calls.
+// mixllm._core.Pool: the routing state. Arrays are converted and their shapes checked here,
+// with the GIL held; everything else (the model's semantics, the checks of values) is the
+// core's, run without the GIL, the Pool's own reader/writer lock ordering concurrent calls.
 #include <algorithm>
-#include <cmath>
-#include <sstream>
 #include <stdexcept>
 
 #include "common.hpp"
-#include "mixllm/kernels.hpp"
-#include "mixllm/model.hpp"
 #include "mixllm/pool.hpp"
 
 using mixllm::Pool;
@@ -87,25 +84,24 @@ std::string shape_repr(const py::array& a) {
     return out + (a.ndim() == 1 ? ",)" : ")");
 }
 
-// A batch of queries from Python as Z (B x dim): X of shape (B, dim), or (B, dim - 1) and the
-// intercept (model.hpp's features, a row at a time). Returns Z, pointing into X itself when
-// no copy is needed.
-const double* queries(const darray& X, const Pool& p, bool intercept, const char* name,
-                      std::vector<double>& buf, std::size_t& B) {
-    const std::size_t d = p.dim(), want = intercept ? d - 1 : d;
+// The rows of a batch of queries from Python: X of shape (B, dim), or (B, dim - 1) when the
+// router fits an intercept (the message matches the Python layer's). Returns B.
+std::size_t query_rows(const darray& X, const Pool& p, bool intercept, const char* name) {
+    const std::size_t want = intercept ? p.dim() - 1 : p.dim();
     if (X.ndim() != 2 || static_cast<std::size_t>(X.shape(1)) != want)
         throw py::value_error(std::string(name) + " must have shape (n, " + std::to_string(want) +
                               "), got " + shape_repr(X));
-    B = static_cast<std::size_t>(X.shape(0));
-    const double* px = X.data();
-    if (intercept) buf.resize(B * d);
-    for (std::size_t i = 0; i < B; ++i)
-        translate([&] {
-            mixllm::features(px + i * want, want, intercept,
-                             intercept ? buf.data() + i * d : const_cast<double*>(px + i * want),
-                             name);
-        });
-    return intercept ? buf.data() : px;
+    return static_cast<std::size_t>(X.shape(0));
+}
+
+// The rows of a batch of observations: X as query_rows, quality and output_tokens (n, K) in
+// the order of the names passed with them. Returns n.
+std::size_t observation_rows(const darray& X, const darray& quality, const darray& output_tokens,
+                             const Pool& p, const std::vector<std::string>& names, bool intercept) {
+    const std::size_t n = query_rows(X, p, intercept, "X");
+    require_shape(quality, {n, names.size()}, "quality");
+    require_shape(output_tokens, {n, names.size()}, "output_tokens");
+    return n;
 }
 
 py::dict snapshot_dict(const mixllm::Snapshot& s, std::size_t d, std::size_t T) {
@@ -285,6 +281,22 @@ void bind_pool(py::module_& m) {
              },
              py::arg("names"), py::arg("input_prices"), py::arg("output_prices"), py::arg("ridge"),
              py::arg("Z"), py::arg("Y"))
+        .def("fit_observed",
+             [](Pool& p, const std::vector<std::string>& names, const std::vector<double>& pin,
+                const std::vector<double>& pout, double ridge, const darray& X,
+                const darray& quality, const darray& output_tokens, bool intercept) {
+                 const std::size_t n =
+                     observation_rows(X, quality, output_tokens, p, names, intercept);
+                 py::gil_scoped_release nogil;
+                 translate([&] {
+                     p.fit_observed(names, pin, pout, ridge, X.data(), n, intercept,
+                                    quality.data(), output_tokens.data());
+                 });
+             },
+             py::arg("names"), py::arg("input_prices"), py::arg("output_prices"), py::arg("ridge"),
+             py::arg("X"), py::arg("quality"), py::arg("output_tokens"), py::arg("intercept"),
+             "The Router's fit: raw queries X (n, dim - intercept) and per-LLM quality and "
+             "output tokens (n, K), NaN = not observed; the intercept and log1p in the core.")
         .def("remove_arm",
              [](Pool& p, const std::string& name) { translate([&] { p.remove_arm(name); }); },
              py::arg("name"))
@@ -326,6 +338,21 @@ void bind_pool(py::module_& m) {
                  translate([&] { p.update_batch(name, X.data(), Y.data(), n); });
              },
              py::arg("name"), py::arg("X"), py::arg("Y"))
+        .def("observe_many",
+             [](Pool& p, const std::vector<std::string>& names, const darray& X,
+                const darray& quality, const darray& output_tokens, bool intercept) {
+                 const std::size_t n =
+                     observation_rows(X, quality, output_tokens, p, names, intercept);
+                 py::gil_scoped_release nogil;
+                 translate([&] {
+                     p.observe_many(names, X.data(), n, intercept, quality.data(),
+                                    output_tokens.data());
+                 });
+             },
+             py::arg("names"), py::arg("X"), py::arg("quality"), py::arg("output_tokens"),
+             py::arg("intercept"),
+             "The Router's partial_fit: as fit_observed, each LLM's observed rows added in one "
+             "exact batch.")
         .def("refactor",
              [](Pool& p, std::optional<std::string> name) {
                  py::gil_scoped_release nogil;
@@ -350,6 +377,21 @@ void bind_pool(py::module_& m) {
                                        r.names);
              },
              py::arg("X"))
+        .def("predict_many",
+             [](const Pool& p, const darray& X, bool intercept) {
+                 const std::size_t B = query_rows(X, p, intercept, "X");
+                 mixllm::Prediction r;
+                 {
+                     py::gil_scoped_release nogil;
+                     r = translate([&] { return p.predict_many(X.data(), B, intercept); });
+                 }
+                 const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(B),
+                                                      static_cast<py::ssize_t>(r.names.size())};
+                 return py::make_tuple(to_array(r.quality, shape), to_array(r.output_tokens, shape),
+                                       to_array(r.bonus, shape), r.names);
+             },
+             py::arg("X"), py::arg("intercept"),
+             "The Router's predict: (quality, output_tokens, bonus), each (n, K), and the names.")
         .def("score",
              [](const Pool& p, const darray& X, const darray& in_tokens, double inv_lam,
                 double alpha, double beta, double tau, bool with_terms) {
@@ -377,30 +419,21 @@ void bind_pool(py::module_& m) {
         .def("route_many",
              [](const Pool& p, const darray& X, const darray& in_tokens, double inv_lam,
                 double alpha, double beta, double tau, bool intercept) {
-                 // The Router's batch decision: validation and the intercept here (as for
-                 // route_one), tokens a number (0-d) or one per row; returns the choices.
-                 thread_local std::vector<double> buf, tok;
+                 // The Router's batch decision (its checks and the intercept in the core): tokens
+                 // a number (0-d) or one per row; returns the choices.
                  thread_local mixllm::ScoreResult r;
-                 std::size_t B = 0;
-                 const double* Z = queries(X, p, intercept, "X", buf, B);
+                 const std::size_t B = query_rows(X, p, intercept, "X");
                  if (!(in_tokens.ndim() == 0 ||
                        (in_tokens.ndim() == 1 && static_cast<std::size_t>(in_tokens.shape(0)) == B)))
                      throw py::value_error("input_tokens must be a number or have shape (" +
                                            std::to_string(B) + ",), got " + shape_repr(in_tokens));
-                 const double* pt = in_tokens.data();
                  const std::size_t nt = in_tokens.ndim() == 0 ? 1 : B;
-                 for (std::size_t i = 0; i < nt; ++i)
-                     if (!std::isfinite(pt[i]) || pt[i] < 0.0)
-                         throw py::value_error("input_tokens must be finite and >= 0");
-                 if (in_tokens.ndim() == 0) {
-                     tok.assign(B, pt[0]);
-                     pt = tok.data();
-                 }
                  {
                      py::gil_scoped_release nogil;
                      translate([&] {
-                         p.score_into(r, Z, B, pt, mixllm::ScoreParams{inv_lam, alpha, beta, tau},
-                                      false, mixllm::kSkipNames);
+                         p.route_into(r, X.data(), B, intercept, in_tokens.data(), nt,
+                                      mixllm::ScoreParams{inv_lam, alpha, beta, tau}, false,
+                                      mixllm::kSkipNames, "X");
                      });
                  }
                  py::array_t<std::int64_t> choice(static_cast<py::ssize_t>(B));
@@ -417,22 +450,17 @@ void bind_pool(py::module_& m) {
                  // tuple is memoised on the pool object for its membership version (set and
                  // read with the GIL held), so that a decision builds no strings.
                  const Pool& p = self.cast<const Pool&>();
-                 thread_local std::vector<double> z;
                  thread_local mixllm::ScoreResult r;
                  const darray xa = query_array(x, p, intercept, "x");
-                 if (!std::isfinite(in_tokens) || in_tokens < 0.0)
-                     throw py::value_error("input_tokens must be finite and >= 0");
                  py::object memo = py::getattr(self, "_names_memo", py::none());
                  std::uint64_t known = 0;  // versions start at 1
                  if (!memo.is_none()) known = memo.cast<py::tuple>()[0].cast<std::uint64_t>();
                  {
                      py::gil_scoped_release nogil;
                      translate([&] {
-                         z.resize(p.dim());
-                         mixllm::features(xa.data(), intercept ? p.dim() - 1 : p.dim(), intercept,
-                                          z.data(), "x");
-                         p.score_into(r, z.data(), 1, &in_tokens,
-                                      mixllm::ScoreParams{inv_lam, alpha, beta, tau}, true, known);
+                         p.route_into(r, xa.data(), 1, intercept, &in_tokens, 1,
+                                      mixllm::ScoreParams{inv_lam, alpha, beta, tau}, true, known,
+                                      "x");
                      });
                  }
                  if (r.version != known) {

@@ -11,6 +11,7 @@
 #include "mixllm/arm.hpp"
 #include "mixllm/kernels.hpp"
 #include "mixllm/linalg.hpp"
+#include "mixllm/model.hpp"
 
 namespace mixllm {
 
@@ -246,7 +247,7 @@ void Pool::score_into(ScoreResult& out, const double* X, std::size_t B, const do
             const ArmState& s = *arms_[k];
             K.gemv_rect(s.theta.data(), z, means, T, d);
             const double q = qual[k] = means[kQuality];
-            outtok[k] = std::expm1(std::clamp(means[kLogTokens], 0.0, kMaxLogTokens));
+            outtok[k] = predicted_tokens(means[kLogTokens]);
             const double cost = (in_tokens[r] * s.input_price + outtok[k] * s.output_price) * 1e-6;
             // lam = inf ignores the cost even when it overflows (inf * 0 would be NaN).
             s0[k] = q - (p.inv_lam != 0.0 ? cost * p.inv_lam : 0.0);

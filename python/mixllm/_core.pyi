@@ -32,6 +32,10 @@ class Pool:
         """
     def fit(self, names: collections.abc.Sequence[str], input_prices: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], output_prices: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], ridge: typing.SupportsFloat | typing.SupportsIndex, Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> None:
         ...
+    def fit_observed(self, names: collections.abc.Sequence[str], input_prices: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], output_prices: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], ridge: typing.SupportsFloat | typing.SupportsIndex, X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], quality: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], output_tokens: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], intercept: bool) -> None:
+        """
+        The Router's fit: raw queries X (n, dim - intercept) and per-LLM quality and output tokens (n, K), NaN = not observed; the intercept and log1p in the core.
+        """
     def n_obs(self) -> list[int]:
         """
         Observations per LLM, in pool order.
@@ -40,8 +44,16 @@ class Pool:
         ...
     def observe(self, name: str, x: numpy.ndarray, quality: typing.SupportsFloat | typing.SupportsIndex, output_tokens: typing.SupportsFloat | typing.SupportsIndex, weight: typing.SupportsFloat | typing.SupportsIndex, intercept: bool) -> None:
         ...
+    def observe_many(self, names: collections.abc.Sequence[str], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], quality: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], output_tokens: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], intercept: bool) -> None:
+        """
+        The Router's partial_fit: as fit_observed, each LLM's observed rows added in one exact batch.
+        """
     def predict(self, X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], list[str]]:
         ...
+    def predict_many(self, X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], intercept: bool) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], list[str]]:
+        """
+        The Router's predict: (quality, output_tokens, bonus), each (n, K), and the names.
+        """
     def refactor(self, name: str | None = None) -> None:
         ...
     def remove_arm(self, name: str) -> None:

@@ -28,6 +28,15 @@ and the score of LLM ``k`` for a query ``x`` with ``n_in`` input tokens::
     pen_k   = expm1(wait_k / tau)
     score_k = q_k - cost_k / lam + alpha * bonus_k - beta * pen_k
 
+The Router's calls take the raw query ``x`` (``z`` above is ``x`` with a trailing 1 when
+``intercept`` is set) and the raw observations, exactly as the core's ``model.hpp`` defines
+them: :meth:`RefPool.fit_observed`, :meth:`RefPool.observe_many`, :meth:`RefPool.observe`,
+:meth:`RefPool.predict_many`, :meth:`RefPool.route_one` and :meth:`RefPool.route_many` append
+the intercept, take the target ``log1p(output_tokens)`` (NaN = not observed) and turn the
+predicted length back into tokens (:func:`predicted_tokens`) here, with the core's checks and
+messages; ``fit``, ``update``, ``update_batch``, ``predict`` and ``score`` work on ``z`` and
+``y`` directly.
+
 The native core computes the same quantities from a different representation (a shared
 inverse Cholesky factor plus low-rank Woodbury corrections per LLM, see
 ``cpp/include/mixllm/pool.hpp``); this module keeps the plain dense one on purpose, so that
@@ -52,6 +61,11 @@ MAX_LOG_TOKENS = 20.0
 # their squares in a factorisation, come close to overflowing (the core refuses the same rows).
 MAX_ROW_NORM2 = 1e150
 _VERSIONS = itertools.count(1)  # membership versions, unique across pools
+
+
+def predicted_tokens(log_tokens: np.ndarray) -> np.ndarray:
+    """The output tokens a predicted ``log1p`` length stands for: ``expm1(clip(., 0, 20))``."""
+    return np.expm1(np.clip(log_tokens, 0.0, MAX_LOG_TOKENS))
 
 
 def dot(a: np.ndarray, b: np.ndarray) -> float:
@@ -305,25 +319,69 @@ class RefPool:
                 raise ValueError(f"{name} is too large: its squared norm overflows")
         return np.append(x, 1.0) if intercept else x.copy()
 
-    def route_many(self, X, input_tokens, inv_lam, alpha, beta, tau, intercept):
-        """The Router's batch decision: the native seam's checks, then ``score``'s choices."""
+    def _queries(self, X, intercept, name="X"):
+        """The native seam's checks of a batch: X (n, dim - intercept), finite rows whose
+        squared norms do not overflow; Z with a trailing column of ones."""
         want = self.dim - 1 if intercept else self.dim
         X = np.asarray(X, np.float64)
         if X.ndim != 2 or X.shape[1] != want:
-            raise ValueError(f"X must have shape (n, {want}), got {X.shape}")
+            raise ValueError(f"{name} must have shape (n, {want}), got {X.shape}")
         if not np.isfinite(X).all():
-            raise ValueError("X contains NaN or inf")
+            raise ValueError(f"{name} contains NaN or inf")
         with np.errstate(over="ignore"):
             if not np.isfinite(np.einsum("ij,ij->i", X, X)).all():
-                raise ValueError("X is too large: a row's squared norm overflows")
+                raise ValueError(f"{name} is too large: a row's squared norm overflows")
+        return np.hstack([X, np.ones((X.shape[0], 1))]) if intercept else X
+
+    @staticmethod
+    def _targets(quality, output_tokens, n, K):
+        """The targets of (n, K) observations, NaN = not observed: (n, K, 2) quality and
+        ``log1p(output_tokens)`` (model.hpp's targets_rows)."""
+        q = np.asarray(quality, np.float64)
+        t = np.asarray(output_tokens, np.float64)
+        for label, a in (("quality", q), ("output_tokens", t)):
+            if a.shape != (n, K):
+                raise ValueError(f"{label} must have shape ({n}, {K}), got {a.shape}")
+        if np.isinf(q).any() or np.isinf(t).any():
+            raise ValueError("quality and output_tokens must not contain inf (NaN = not observed)")
+        if (t[np.isfinite(t)] < 0).any():
+            raise ValueError("output_tokens must be >= 0")
+        return np.stack([q, np.log1p(t)], axis=2)
+
+    def fit_observed(self, names, input_prices, output_prices, ridge, X, quality,
+                     output_tokens, intercept) -> None:
+        """The Router's fit: raw queries and (n, K) observations, NaN = not observed; the
+        intercept and ``log1p(output_tokens)`` here, then :meth:`fit`."""
+        Z = self._queries(X, intercept)
+        Y = self._targets(quality, output_tokens, len(Z), len(names))
+        self.fit(names, input_prices, output_prices, ridge, Z, Y)
+
+    def observe_many(self, names, X, quality, output_tokens, intercept) -> None:
+        """The Router's partial_fit: as :meth:`fit_observed`, each LLM's observed rows added
+        by one :meth:`update_batch`."""
+        Z = self._queries(X, intercept)
+        Y = self._targets(quality, output_tokens, len(Z), len(names))
+        for k, name in enumerate(names):
+            seen = np.isfinite(Y[:, k, :]).all(axis=1)
+            if seen.any():
+                self.update_batch(name, Z[seen], Y[seen, k, :])
+
+    def predict_many(self, X, intercept):
+        """The Router's predict: ``(quality, output_tokens, bonus)``, each (n, K), and the
+        names."""
+        means, bonus, names = self.predict(self._queries(X, intercept))
+        return means[:, :, QUALITY], predicted_tokens(means[:, :, LOG_TOKENS]), bonus, names
+
+    def route_many(self, X, input_tokens, inv_lam, alpha, beta, tau, intercept):
+        """The Router's batch decision: the native seam's checks, then ``score``'s choices."""
+        Z = self._queries(X, intercept)
         n_in = np.asarray(input_tokens, np.float64)
-        if n_in.shape not in ((), (X.shape[0],)):
-            raise ValueError(f"input_tokens must be a number or have shape ({X.shape[0]},), "
+        if n_in.shape not in ((), (Z.shape[0],)):
+            raise ValueError(f"input_tokens must be a number or have shape ({Z.shape[0]},), "
                              f"got {n_in.shape}")
         if not np.isfinite(n_in).all() or (n_in < 0).any():
             raise ValueError("input_tokens must be finite and >= 0")
-        Z = np.hstack([X, np.ones((X.shape[0], 1))]) if intercept else X
-        choice, _, _ = self.score(Z, np.broadcast_to(n_in, (X.shape[0],)), inv_lam, alpha, beta,
+        choice, _, _ = self.score(Z, np.broadcast_to(n_in, (Z.shape[0],)), inv_lam, alpha, beta,
                                   tau)
         return choice
 
@@ -486,7 +544,7 @@ class RefPool:
                 raise ValueError("the pool is empty")
             means, bonus, names = self.predict(X)
             q = means[:, :, QUALITY]
-            out_tok = np.expm1(np.clip(means[:, :, LOG_TOKENS], 0.0, MAX_LOG_TOKENS))
+            out_tok = predicted_tokens(means[:, :, LOG_TOKENS])
             pin = np.array([a.input_price for a in self._arms])
             pout = np.array([a.output_price for a in self._arms])
             cost = (n_in[:, None] * pin[None, :] + out_tok * pout[None, :]) * 1e-6

@@ -15,6 +15,12 @@ sum z z^T`` over the queries LLM ``k`` was observed on, and ``lam`` (USD per uni
 is the willingness to pay: ``lam = inf`` routes on quality alone, a small ``lam`` on cost. The
 decision is the first LLM with the largest score.
 
+The model's semantics are the engine's: every call passes the raw ``x`` (or ``X``), the
+observed quality and output tokens, and ``fit_intercept``; the engine (the native core's
+``model.hpp``, or :class:`mixllm._reference.RefPool`) appends the intercept, takes the target
+``log1p(output_tokens)`` and turns predicted lengths back into tokens. This module checks the
+input (shapes, finiteness, ranges; a typed error before any state changes) and nothing more.
+
 Forgetting (``discount = gamma < 1``, for non-stationary streams). Each online observation of
 LLM ``k`` first discounts what it knew, and keeps the ridge prior alive with one pseudo-row::
 
@@ -279,7 +285,9 @@ class Router:
             return x
         return _as_float_array(x, name)
 
-    def _features(self, X: Any, name: str = "X") -> np.ndarray:
+    def _rows(self, X: Any, name: str = "X") -> np.ndarray:
+        """X checked (shape (n, dim), finite, squared norms that do not overflow), as a
+        contiguous float64 array; the engine appends the intercept."""
         arr = _as_float_array(X, name)
         if arr.ndim != 2 or arr.shape[1] != self.dim:
             raise ValueError(f"{name} must have shape (n, {self.dim}), got {arr.shape}")
@@ -288,15 +296,14 @@ class Router:
         with np.errstate(over="ignore"):
             if not np.isfinite(np.einsum("ij,ij->i", arr, arr)).all():
                 raise ValueError(f"{name} is too large: a row's squared norm overflows")
-        if self.fit_intercept:
-            arr = np.hstack([arr, np.ones((arr.shape[0], 1))])
         return np.ascontiguousarray(arr)
 
-    def _feature(self, x: Any, name: str = "x") -> np.ndarray:
+    def _row(self, x: Any, name: str = "x") -> np.ndarray:
+        """One query checked as :meth:`_rows` does, as a (1, dim) batch."""
         arr = _as_float_array(x, name)
         if arr.shape != (self.dim,):
             raise ValueError(f"{name} must have shape ({self.dim},), got {arr.shape}")
-        return self._features(arr[None, :], name)
+        return self._rows(arr[None, :], name)
 
     def _tokens(self, n_in: Any, n: int, name: str = "input_tokens") -> np.ndarray:
         arr = _as_float_array(n_in, name)
@@ -323,8 +330,11 @@ class Router:
                                                          allow_inf=True)
         return 0.0 if math.isinf(lam) else 1.0 / lam
 
-    def _targets(self, quality: Any, output_tokens: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Observations per LLM in pool order: (n, K) quality and log1p tokens, NaN = unseen."""
+    def _observations(self, quality: Any, output_tokens: Any, n: int
+                      ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The names in pool order and the (n, K) quality and output tokens observed under
+        them, checked (NaN = not observed, no inf, tokens >= 0); the engine takes the targets
+        (quality, log1p tokens) from them."""
         names = self.names
         cols_q, cols_t = [], []
         for label, data, out in (("quality", quality, cols_q), ("output_tokens", output_tokens, cols_t)):
@@ -350,7 +360,7 @@ class Router:
             raise ValueError("quality and output_tokens must not contain inf (NaN = not observed)")
         if (t[np.isfinite(t)] < 0).any():
             raise ValueError("output_tokens must be >= 0")
-        return q, np.log1p(t)
+        return names, np.ascontiguousarray(q), np.ascontiguousarray(t)
 
     # ------------------------------------------------------------------ pool
     @property
@@ -473,15 +483,14 @@ class Router:
         Router
             ``self``.
         """
-        Z = self._features(X)
-        q, lt = self._targets(quality, output_tokens, Z.shape[0])
-        names = self.names
+        X = self._rows(X)
+        names, q, t = self._observations(quality, output_tokens, X.shape[0])
         fresh = self._new_pool()
         llms = [self._llms[n] for n in names]
         # The engine builds one shared Gram matrix from the rows every LLM observed, and
-        # per-LLM corrections from the rest (a row counts where both targets are observed).
-        fresh.fit(names, [m.input_price for m in llms], [m.output_price for m in llms],
-                  self.ridge, Z, np.ascontiguousarray(np.stack([q, lt], axis=2)))
+        # per-LLM corrections from the rest (a row counts where both are observed).
+        fresh.fit_observed(names, [m.input_price for m in llms], [m.output_price for m in llms],
+                           self.ridge, X, q, t, self.fit_intercept)
         with self._membership:
             if self.names != names:
                 raise RuntimeError("the pool changed during fit; call fit again")
@@ -490,13 +499,9 @@ class Router:
 
     def partial_fit(self, X: Any, quality: Any, output_tokens: Any) -> "Router":
         """Add a batch of observations to what the predictors know (exact, then refactored)."""
-        Z = self._features(X)
-        q, lt = self._targets(quality, output_tokens, Z.shape[0])
-        for k, name in enumerate(self.names):
-            seen = np.isfinite(q[:, k]) & np.isfinite(lt[:, k])
-            if seen.any():
-                Y = np.ascontiguousarray(np.stack([q[seen, k], lt[seen, k]], axis=1))
-                self._pool.update_batch(name, np.ascontiguousarray(Z[seen]), Y)
+        X = self._rows(X)
+        names, q, t = self._observations(quality, output_tokens, X.shape[0])
+        self._pool.observe_many(names, X, q, t, self.fit_intercept)
         return self
 
     def feedback(self, x: Any, llm: str, quality: float, output_tokens: float,
@@ -545,11 +550,11 @@ class Router:
         """feedback with the drift monitor on: the prediction before learning, then the
         residual once the observation is accepted."""
         monitor = self._drift
-        means, _, names = self._pool.predict(self._feature(x))
+        quality_hat, _, _, names = self._pool.predict_many(self._row(x), self.fit_intercept)
         names = list(names)
         if llm not in names:
             raise KeyError(f"unknown LLM: '{llm}'")
-        predicted = float(means[0, names.index(llm), 0])
+        predicted = float(quality_hat[0, names.index(llm)])
         self._pool.observe(llm, x, quality, output_tokens, weight, self.fit_intercept)
         if monitor is not None:
             monitor.observe(llm, quality - predicted)
@@ -613,10 +618,8 @@ class Router:
     # ------------------------------------------------------------------ routing
     def predict(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predicted quality, output tokens and uncertainty bonus, each (n, K) in pool order."""
-        Z = self._features(X)
-        means, bonus, _ = self._pool.predict(Z)
-        out_tok = np.expm1(np.clip(means[:, :, 1], 0.0, _reference.MAX_LOG_TOKENS))
-        return means[:, :, 0], out_tok, bonus
+        quality, out_tok, bonus, _ = self._pool.predict_many(self._rows(X), self.fit_intercept)
+        return quality, out_tok, bonus
 
     def route(self, x: Any, input_tokens: float, lam: float | None = None) -> Decision:
         """Choose the LLM for one query and return the score terms behind the choice.

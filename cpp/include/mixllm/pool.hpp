@@ -5,7 +5,12 @@
 //   A_k     = ridge * I + sum x x^T                (d x d)
 //   b_k     = ridge * theta0_k + sum x y^T          (T x d, target-major)
 //   theta_k = A_k^{-1} b_k                          (T x d)
-// Target 0 is quality, target 1 is log1p(output tokens).
+// Target 0 is quality, target 1 is log1p(output tokens). Here x is what the arms see (z of
+// model.hpp: the query with a trailing 1 when the router fits an intercept). The router's calls
+// (fit_observed, observe, observe_many, predict_many, route_into) take the raw query and the
+// raw observations and go through model.hpp, which builds z and the targets and turns the
+// predicted length back into tokens; fit, update, update_batch, predict and score are the same
+// in z and y directly (tests, persistence, the reference engine's comparisons).
 //
 // Score of arm k for a query x with input tokens n_in and waiting time w_k:
 //   q_k    = theta_k[0] . x
@@ -214,6 +219,14 @@ struct PredictResult {
     std::vector<std::string> names;
 };
 
+// What the router reports for B queries (predict_many): each B x K in the names' order.
+struct Prediction {
+    std::vector<double> quality;        // q_k
+    std::vector<double> output_tokens;  // len_k: expm1(clamp(theta_k[1] . z, 0, max_log_tokens))
+    std::vector<double> bonus;          // bonus_k
+    std::vector<std::string> names;
+};
+
 // The whole state, bases numbered: what persistence writes and reads back bit for bit.
 struct Snapshot {
     std::vector<Base> bases;
@@ -298,6 +311,14 @@ class Pool {
     void fit(const std::vector<std::string>& names, const std::vector<double>& input_prices,
              const std::vector<double>& output_prices, double ridge, const double* Z,
              std::size_t n, const double* Y);
+    // The same as the router has it (model.hpp): X (n x (dim - 1)) and the intercept, or
+    // (n x dim) without; quality and output_tokens (n x K, names' order, NaN = not observed),
+    // the targets quality and log1p(output_tokens). Checks everything before any change.
+    void fit_observed(const std::vector<std::string>& names,
+                      const std::vector<double>& input_prices,
+                      const std::vector<double>& output_prices, double ridge, const double* X,
+                      std::size_t n, bool intercept, const double* quality,
+                      const double* output_tokens);
     void remove_arm(const std::string& name);
     void set_prices(const std::string& name, double input_price, double output_price);
     void set_wait(const std::string& name, double seconds);
@@ -311,11 +332,19 @@ class Pool {
                  double output_tokens, double weight);
     // n observations at once (X: n x d, Y: n x T): exact, followed by a refactorisation.
     void update_batch(const std::string& name, const double* X, const double* Y, std::size_t n);
+    // n observations as the router has them (X, quality, output_tokens as in fit_observed):
+    // each arm names[k] takes update_batch over the rows where it observed both, in order.
+    // Checks everything before any change; a failure of one arm's batch keeps the arms before.
+    void observe_many(const std::vector<std::string>& names, const double* X, std::size_t n,
+                      bool intercept, const double* quality, const double* output_tokens);
     // Exact re-anchoring of one arm's derived state, or of every arm's.
     void refactor(const std::string& name);
     void refactor_all();
 
     PredictResult predict(const double* X, std::size_t B) const;
+    // predict for B queries as the router has them (X as in fit_observed), the length
+    // target turned into output tokens (model.hpp).
+    Prediction predict_many(const double* X, std::size_t B, bool intercept) const;
     // Choices (and, with_terms, the six terms) for B queries. names is filled unless
     // known_version is the pool's current membership version (a caller's memo of them) or
     // kSkipNames; versions start at 1, so 0 always asks for them.
@@ -324,6 +353,12 @@ class Pool {
     // The same into a caller's result (its vectors' capacity reused: no allocation per call).
     void score_into(ScoreResult& out, const double* X, std::size_t B, const double* in_tokens,
                     const ScoreParams& p, bool with_terms, std::uint64_t known_version = 0) const;
+    // Decisions as the router asks for them (model.hpp): B queries X as in fit_observed, the
+    // input tokens one per query or one for all (n_tokens 1), finite and >= 0; checked (name
+    // names X in the messages), then score_into.
+    void route_into(ScoreResult& out, const double* X, std::size_t B, bool intercept,
+                    const double* in_tokens, std::size_t n_tokens, const ScoreParams& p,
+                    bool with_terms, std::uint64_t known_version, const char* name) const;
 
     ArmView arm(const std::string& name) const;
     std::vector<double> theta(const std::string& name) const;  // T x d

@@ -342,6 +342,8 @@ class TextRouter:
         kinds, ridges = cfg.candidates()
         selection = None
         if len(kinds) * len(ridges) > 1:
+            # The length target as the core defines it (model.hpp), for the selection's own
+            # ridge fits; the router below is given the raw tokens.
             with np.errstate(invalid="ignore", divide="ignore"):
                 log_tok = np.log1p(tok)
 

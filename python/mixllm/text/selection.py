@@ -10,6 +10,14 @@ over the observed (prompt, LLM) pairs), with exactly the router's ridge (interce
 penalised like every coefficient), solved in closed form for all ridge strengths at once from
 one eigendecomposition per fold and feature map.
 
+This module solves its own ridge in NumPy because it is model selection, not the router: it
+fits throwaway models on folds and keeps only the winning settings. Its conventions are the
+core's (``cpp/include/mixllm/model.hpp``, ``_reference.RefPool``): the intercept is a trailing
+column of ones, penalised like every coefficient (``A = ridge * I + Z^T Z`` over the rows an LLM
+observed), and the length target is ``log1p(output_tokens)``, NaN where not observed (the
+caller, ``TextRouter.fit``, takes that log for the candidates' length columns; the router it
+then fits takes the raw tokens and the engine takes the log itself).
+
 Feature maps (blocks in this order when combined):
 
 ``"tags"``            the tag-enhanced transform (:class:`~mixllm.text.tags.TagTransform`);
